@@ -1,0 +1,62 @@
+#pragma once
+// diffusers / transformers config files parsed into typed structs.
+// Defaults are the reference class defaults; unknown keys are ignored; a key of the wrong JSON type, or a missing
+// required key, is an Error naming the file and the key.
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace sana {
+
+// diffusers SanaTransformer2DModel (transformer/config.json).
+struct SanaTransformerConfig {
+  int in_channels = 32;
+  int out_channels = 32;  // null in the file means in_channels
+  int num_attention_heads = 70;
+  int attention_head_dim = 32;
+  int num_layers = 20;
+  int num_cross_attention_heads = 20;
+  int cross_attention_head_dim = 112;
+  int cross_attention_dim = 2240;
+  int caption_channels = 2304;
+  double mlp_ratio = 2.5;
+  double dropout = 0.0;
+  bool attention_bias = false;
+  int sample_size = 32;
+  int patch_size = 1;
+  bool norm_elementwise_affine = false;
+  double norm_eps = 1e-6;
+  std::optional<double> interpolation_scale;  // non-null selects a sin-cos positional embedding
+  bool guidance_embeds = false;                // SANA-Sprint: timestep + guidance embedding
+  double guidance_embeds_scale = 0.1;          // applied by the pipeline, not the model
+  std::optional<std::string> qk_norm;          // "rms_norm_across_heads" (SANA-Sprint) or none
+  double timestep_scale = 1.0;                 // read by the teacher pipeline only
+
+  int inner_dim() const { return num_attention_heads * attention_head_dim; }
+  int cross_inner_dim() const { return num_cross_attention_heads * cross_attention_head_dim; }
+  int ff_hidden() const { return static_cast<int>(mlp_ratio * inner_dim()); }  // int() truncation as in Python
+};
+
+// diffusers SCMScheduler (scheduler/scheduler_config.json).
+struct SCMSchedulerConfig {
+  int num_train_timesteps = 1000;
+  std::string prediction_type = "trigflow";
+  double sigma_data = 0.5;
+};
+
+// model_index.json: pipeline class and, per component folder, (library, class).
+struct ModelIndex {
+  std::string class_name;
+  std::map<std::string, std::pair<std::string, std::string>> components;
+};
+
+SanaTransformerConfig parse_sana_transformer_config(const std::string& json_text, const std::string& source);
+SanaTransformerConfig load_sana_transformer_config(const std::string& path);
+SCMSchedulerConfig load_scm_scheduler_config(const std::string& path);
+ModelIndex load_model_index(const std::string& path);
+
+// Reads a whole text file; Error naming the file if it cannot be read.
+std::string read_text_file(const std::string& path);
+
+}  // namespace sana

@@ -1,0 +1,84 @@
+#pragma once
+// Shared layers with the diffusers parameter names (weight, bias) so checkpoints load by name.
+// Parameters are allocated uninitialised; they are filled by loading a checkpoint or by nn::init_random.
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sana::nn {
+
+using torch::nn::Module;
+
+// y = x W^T + b, W [out, in].
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+  at::Tensor weight, bias;  // bias undefined when disabled
+};
+
+// 2-D convolution, weight [out, in/groups, k, k].
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding,
+         int64_t groups, bool bias, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const;
+  // A 1x1 convolution applied to channels-last tokens [..., in] is a linear layer with weight [out, in].
+  at::Tensor forward_pointwise_tokens(const at::Tensor& x) const;
+  at::Tensor weight, bias;
+  int64_t stride, padding, groups;
+};
+
+// diffusers RMSNorm over the last dim: y = x * rsqrt(mean(x^2) + eps) computed in fp32, then * weight (+ bias).
+// (The plain weight, not 1 + weight as in Gemma.)
+class RMSNorm : public Module {
+ public:
+  RMSNorm(int64_t dim, double eps, bool elementwise_affine, bool bias, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const;
+  at::Tensor weight, bias;
+  double eps;
+};
+
+// diffusers TimestepEmbedding: linear_2(SiLU(linear_1(x))).
+class TimestepEmbedding : public Module {
+ public:
+  TimestepEmbedding(int64_t in_channels, int64_t dim, const at::TensorOptions& options);
+  at::Tensor forward(const at::Tensor& x) const { return linear_2->forward(at::silu(linear_1->forward(x))); }
+  std::shared_ptr<Linear> linear_1, linear_2;
+};
+
+// A list of submodules registered as "0", "1", ... (torch.nn.ModuleList names).
+template <class M>
+class ModuleList : public Module {
+ public:
+  void append(std::shared_ptr<M> m) {
+    register_module(std::to_string(items_.size()), m);
+    items_.push_back(std::move(m));
+  }
+  M& operator[](size_t i) const { return *items_.at(i); }
+  size_t size() const { return items_.size(); }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  std::vector<std::shared_ptr<M>> items_;
+};
+
+// diffusers Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0): for k < dim/2,
+// f_k = exp(-ln(10000) k / (dim/2)); returns [cos(t f), sin(t f)] in fp32, shape [B, dim].
+at::Tensor timestep_sinusoids(const at::Tensor& t, int64_t dim = 256);
+
+// LayerNorm over the last dim without affine parameters.
+inline at::Tensor layer_norm(const at::Tensor& x, double eps) {
+  return at::layer_norm(x, {x.size(-1)}, {}, {}, eps);
+}
+
+// ReLU linear attention (SANA, no softmax, no scale) on token tensors q, k, v [B, N, heads*d], accumulated in
+// fp32: out_n = sum_m v_m (k_m . q_n) / (sum_m k_m . q_n + eps). q and k must already be ReLU'd.
+at::Tensor relu_linear_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                                 double eps);
+
+}  // namespace sana::nn

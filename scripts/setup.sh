@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package sana-sprint needs. Idempotent: installs only what is missing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ccache pkg-config
+  libtorch-dev          # tensors, autograd, forward-mode AD (LibTorch 1.13.1, CPU)
+  libopenblas-dev       # fast sgemm for LibTorch (the reference BLAS is ~40x slower)
+  libgloo-dev           # c10d Gloo headers (CPU data-parallel)
+  nlohmann-json3-dev    # config.json, safetensors headers
+  libcli11-dev          # command line
+  libsentencepiece-dev  # Gemma tokenizer
+  libpng-dev            # PNG output
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# LibTorch must find OpenBLAS, not the reference BLAS, through the libblas.so.3 alternative.
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  *openblas*) ;;
+  *) echo "setup: warning: libblas.so.3 -> $blas is not OpenBLAS; sgemm will be slow" >&2 ;;
+esac

@@ -1,0 +1,76 @@
+#include "sana/nn/layers.h"
+
+#include <cmath>
+
+namespace sana::nn {
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, const at::TensorOptions& options) {
+  weight = register_parameter("weight", at::empty({out_features, in_features}, options));
+  if (has_bias) bias = register_parameter("bias", at::empty({out_features}, options));
+}
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride_, int64_t padding_,
+               int64_t groups_, bool has_bias, const at::TensorOptions& options)
+    : stride(stride_), padding(padding_), groups(groups_) {
+  weight = register_parameter("weight", at::empty({out_channels, in_channels / groups, kernel, kernel}, options));
+  if (has_bias) bias = register_parameter("bias", at::empty({out_channels}, options));
+}
+
+at::Tensor Conv2d::forward(const at::Tensor& x) const {
+  return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding}, {1, 1}, groups);
+}
+
+at::Tensor Conv2d::forward_pointwise_tokens(const at::Tensor& x) const {
+  TORCH_CHECK(weight.size(2) == 1 && weight.size(3) == 1 && groups == 1 && stride == 1,
+              "forward_pointwise_tokens needs a 1x1 convolution");
+  return at::linear(x, weight.flatten(1), bias);
+}
+
+RMSNorm::RMSNorm(int64_t dim, double eps_, bool elementwise_affine, bool has_bias, const at::TensorOptions& options)
+    : eps(eps_) {
+  if (elementwise_affine) {
+    weight = register_parameter("weight", at::empty({dim}, options));
+    if (has_bias) bias = register_parameter("bias", at::empty({dim}, options));
+  }
+}
+
+at::Tensor RMSNorm::forward(const at::Tensor& x) const {
+  const at::Tensor xf = x.to(at::kFloat);
+  at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  if (!weight.defined()) return y.to(x.scalar_type());
+  // diffusers: half-precision weights see the normalised value in their own dtype first.
+  if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16) y = y.to(weight.scalar_type());
+  y = y * weight;
+  if (bias.defined()) y = y + bias;
+  return y;
+}
+
+TimestepEmbedding::TimestepEmbedding(int64_t in_channels, int64_t dim, const at::TensorOptions& options) {
+  linear_1 = register_module("linear_1", std::make_shared<Linear>(in_channels, dim, true, options));
+  linear_2 = register_module("linear_2", std::make_shared<Linear>(dim, dim, true, options));
+}
+
+at::Tensor timestep_sinusoids(const at::Tensor& t, int64_t dim) {
+  const int64_t half = dim / 2;
+  const auto f32 = t.options().dtype(at::kFloat);
+  const at::Tensor freqs = at::exp(at::arange(half, f32) * (-std::log(10000.0) / static_cast<double>(half)));
+  const at::Tensor args = t.reshape({-1, 1}).to(at::kFloat) * freqs.unsqueeze(0);
+  return at::cat({at::cos(args), at::sin(args)}, -1);
+}
+
+at::Tensor relu_linear_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
+                                 double eps) {
+  const int64_t B = q.size(0), N = q.size(1), C = q.size(2), d = C / heads;
+  // [B, N, H, d] -> [B, H, N, d], in fp32 (the sums overflow half precision).
+  auto split = [&](const at::Tensor& x) { return x.to(at::kFloat).view({B, -1, heads, d}).transpose(1, 2); };
+  const at::Tensor qh = split(q), kh = split(k), vh = split(v);
+  // Append a ones column to V so one matmul gives both sum_m v_m k_m^T and sum_m k_m.
+  const at::Tensor v_pad = at::constant_pad_nd(vh, {0, 1}, 1.0);  // [B, H, N, d+1]
+  const at::Tensor kv = at::matmul(kh.transpose(2, 3), v_pad);   // [B, H, d, d+1]
+  const at::Tensor out = at::matmul(qh, kv);                      // [B, H, N, d+1]
+  const at::Tensor num = out.narrow(-1, 0, d);
+  const at::Tensor den = out.narrow(-1, d, 1);
+  return (num / (den + eps)).transpose(1, 2).reshape({B, N, C}).to(q.scalar_type());
+}
+
+}  // namespace sana::nn

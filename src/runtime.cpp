@@ -1,0 +1,44 @@
+#include "sana/runtime.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+
+#include <thread>
+
+#include "sana/error.h"
+
+namespace sana {
+
+at::ScalarType parse_dtype(const std::string& text, const std::string& flag) {
+  if (text == "fp32" || text == "float32") return at::kFloat;
+  if (text == "bf16" || text == "bfloat16") return at::kBFloat16;
+  if (text == "fp16" || text == "float16") return at::kHalf;
+  if (text == "fp64" || text == "float64") return at::kDouble;
+  throw Error(flag + ": '" + text + "' is not one of fp32, bf16, fp16, fp64");
+}
+
+at::Device parse_device(const std::string& text, const std::string& flag) {
+  if (text == "cpu") return at::Device(at::kCPU);
+  if (text.rfind("cuda", 0) == 0) {
+    if (!at::hasCUDA())
+      throw Error(flag + " " + text + ": this build of LibTorch has no CUDA (or no GPU is visible); rebuild with a "
+                  "CUDA LibTorch via -DCMAKE_PREFIX_PATH");
+    try {
+      return at::Device(text);
+    } catch (const std::exception&) {
+      throw Error(flag + ": '" + text + "' is not cuda or cuda:N");
+    }
+  }
+  throw Error(flag + ": '" + text + "' is not cpu, cuda or cuda:N");
+}
+
+void set_threads(int threads) {
+  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+void synchronize(const at::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? -1 : device.index());
+}
+
+}  // namespace sana

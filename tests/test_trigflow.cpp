@@ -1,0 +1,73 @@
+// The TrigFlow wrapper: exact identities of the flow -> TrigFlow map, and the reference pipeline's per-step x0
+// predictions reproduced through the wrapper around the fixture's SANA-Sprint transformer.
+#include <cmath>
+#include <set>
+
+#include "sana/diffusion/trigflow.h"
+#include "test_util.h"
+
+using sana::test::fixture;
+
+// With the ideal flow velocity v = eps - x0 the wrapper must see x_s = (1-s) x0 + s eps and return exactly the ideal
+// TrigFlow output F = cos t eps - sin t x0 (ALGORITHM.md §1.2), in float64 to rounding error.
+TEST(TrigFlow, IdealFlowVelocityGivesIdealTrigFlowOutput) {
+  at::manual_seed(0);
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  const at::Tensor x0 = at::randn({4, 3, 5, 5}, f64), eps = at::randn({4, 3, 5, 5}, f64);
+  const at::Tensor t = at::tensor({0.05, 0.6, 1.2, 1.5707}, f64);
+  const at::Tensor tv = t.view({-1, 1, 1, 1});
+  const at::Tensor x_hat = at::cos(tv) * x0 + at::sin(tv) * eps;  // x_t / sigma_d
+
+  double worst_input = 0;
+  const at::Tensor F = sana::trigflow_from_flow(
+      [&](const at::Tensor& x_s, const at::Tensor& s) {
+        const at::Tensor sv = s.view({-1, 1, 1, 1});
+        worst_input = sana::test::max_abs_diff(x_s, (1 - sv) * x0 + sv * eps);
+        return eps - x0;
+      },
+      x_hat, t);
+  EXPECT_LE(worst_input, 1e-12);
+  EXPECT_CLOSE(F, at::cos(tv) * eps - at::sin(tv) * x0, 1e-12);
+  // ... and x0 prediction from the TrigFlow output recovers x0: cos t x_t - sin t sigma_d F = sigma_d x0.
+  const double sigma_d = 0.5;
+  EXPECT_CLOSE(sana::trigflow_predict_x0(sigma_d * x_hat, t, F, sigma_d), sigma_d * x0, 1e-12);
+}
+
+TEST(TrigFlow, TimeMapValues) {
+  // Values listed in ALGORITHM.md §1.2.
+  const at::Tensor t = at::tensor({1.5708, 1.3, 1.0, M_PI / 4}, at::kDouble);
+  const at::Tensor s = sana::trigflow_to_flow_time(t);
+  EXPECT_NEAR(s[0].item<double>(), 1.0, 1e-5);
+  EXPECT_NEAR(s[1].item<double>(), 0.78271, 1e-5);
+  EXPECT_NEAR(s[2].item<double>(), 0.60898, 1e-5);
+  EXPECT_NEAR(s[3].item<double>(), 0.5, 1e-12);
+}
+
+// The SanaSprintPipeline fixture stores, per step, the transformer's input and timestep and the scheduler's x0
+// ("denoised"). Through SanaTrigFlow the same x0 must come out of the step's starting latent.
+TEST(TrigFlow, ReproducesPipelineStepPredictions) {
+  const double sigma_d = 0.5;
+  auto model = sana::SanaTransformer2DModel::from_pretrained(fixture("pipeline_sprint_tiny/transformer"), at::kFloat);
+  const sana::SanaTrigFlow trig(model);
+  auto ref = sana::SafetensorsFile::open(fixture("pipeline_sprint_tiny/expected.safetensors"));
+  std::set<std::string> cases;
+  for (const auto& [name, _] : ref->tensors()) cases.insert(name.substr(0, name.find('.')));
+  ASSERT_FALSE(cases.empty());
+  for (const auto& c : cases) {
+    const at::Tensor timesteps = ref->get(c + ".timesteps");
+    sana::SanaTransformerInputs cond;
+    cond.encoder_hidden_states = ref->get(c + ".prompt_embeds");
+    cond.encoder_attention_mask = ref->get(c + ".prompt_attention_mask");
+    cond.guidance = ref->get(c + ".guidance");
+    at::Tensor x = ref->get(c + ".initial_noise") * sigma_d;
+    for (int64_t i = 0; i + 1 < timesteps.size(0); ++i) {
+      SCOPED_TRACE(c + " step " + std::to_string(i));
+      const std::string step = c + ".step" + std::to_string(i);
+      const at::Tensor t = timesteps[i].expand({x.size(0)});
+      EXPECT_CLOSE(sana::trigflow_to_flow_time(t), ref->get(step + ".transformer_timestep"), 1e-6);
+      const at::Tensor F = trig.forward(x / sigma_d, t, cond);
+      EXPECT_CLOSE(sana::trigflow_predict_x0(x, t, F, sigma_d), ref->get(step + ".denoised"), 1e-4);
+      x = ref->get(step + ".prev_sample");  // the next step starts from the reference latent
+    }
+  }
+}
