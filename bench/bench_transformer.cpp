@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    set_threads(threads);
+    configure_runtime(threads);
     const at::Device device = parse_device(device_name);
     const at::ScalarType dtype = parse_dtype(dtype_name);
     const auto cfg = load_sana_transformer_config(config);

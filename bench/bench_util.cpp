@@ -47,8 +47,16 @@ std::string machine_summary() {
       cpu = line.substr(line.find(':') + 2);
       break;
     }
+  // Which libblas.so.3 the loader picked (the OpenMP or the pthreads OpenBLAS, or something else).
+  std::string blas = "unknown BLAS";
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("libblas.so") != std::string::npos) {
+      blas = line.substr(line.find('/'));
+      break;
+    }
   return cpu + ", " + std::to_string(std::thread::hardware_concurrency()) + " cores, LibTorch threads " +
-         std::to_string(at::get_num_threads());
+         std::to_string(at::get_num_threads()) + ", BLAS " + blas;
 }
 
 }  // namespace sana::bench

@@ -6,6 +6,7 @@ PACKAGES=(
   build-essential cmake ccache pkg-config
   libtorch-dev          # tensors, autograd, forward-mode AD (LibTorch 1.13.1, CPU)
   libopenblas-dev       # fast sgemm for LibTorch (the reference BLAS is ~40x slower)
+  libopenblas0-openmp   # OpenBLAS sharing LibTorch's OpenMP threads (see CMakeLists.txt)
   libgloo-dev           # c10d Gloo headers (CPU data-parallel)
   nlohmann-json3-dev    # config.json, safetensors headers
   libcli11-dev          # command line

@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <malloc.h>
+
 #include <thread>
 
 #include "sana/error.h"
@@ -35,6 +37,13 @@ at::Device parse_device(const std::string& text, const std::string& flag) {
 
 void set_threads(int threads) {
   at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+void configure_runtime(int threads) {
+  set_threads(threads);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest value glibc accepts
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_TOP_PAD, 64 << 20);
 }
 
 void synchronize(const at::Device& device) {

@@ -64,14 +64,19 @@ at::Tensor SanaAttention::forward_cross(const at::Tensor& x, const at::Tensor& c
     q = norm_q->forward(q);
     k = norm_k->forward(k);
   }
-  q = q.view({B, N, heads, head_dim}).transpose(1, 2);  // [B, H, N, d]
-  k = k.view({B, L, heads, head_dim}).transpose(1, 2);
-  v = v.view({B, L, heads, head_dim}).transpose(1, 2);
-  // softmax(q k^T / sqrt(d) + bias) v
-  at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  if (key_bias.defined()) scores = scores + key_bias;
-  const at::Tensor out = at::matmul(at::softmax(scores, -1), v);
-  return project_out(out.transpose(1, 2).reshape({B, N, heads * head_dim}).to(q.scalar_type()));
+  // Heads folded into the batch: [B*H, N, d] and [B*H, L, d].
+  auto heads_first = [&](const at::Tensor& t, int64_t n) {
+    return t.view({B, n, heads, head_dim}).transpose(1, 2).reshape({B * heads, n, head_dim});
+  };
+  const at::Tensor qh = heads_first(q, N), kh = heads_first(k, L), vh = heads_first(v, L);
+  // softmax(q k^T / sqrt(d) + bias) v; the scale and the key bias ride along in one baddbmm.
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const at::Tensor scores =
+      key_bias.defined()
+          ? at::baddbmm(key_bias.expand({B, heads, 1, L}).reshape({B * heads, 1, L}), qh, kh.transpose(1, 2), 1.0, scale)
+          : at::bmm(qh, kh.transpose(1, 2)) * scale;
+  const at::Tensor out = at::bmm(at::softmax(scores, -1), vh);  // [B*H, N, d]
+  return project_out(out.view({B, heads, N, head_dim}).transpose(1, 2).reshape({B, N, heads * head_dim}));
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,4 @@
 // sana-sprint: command line front end. Subcommands are thin layers over the library.
-#include <ATen/Parallel.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +9,7 @@
 #include "sana/io/safetensors.h"
 #include "sana/models/sana_transformer.h"
 #include "sana/nn/module_io.h"
+#include "sana/runtime.h"
 
 namespace fs = std::filesystem;
 
@@ -58,8 +57,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
   try {
+    sana::configure_runtime(threads);
     if (*inspect) return run_inspect(inspect_path);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sana-sprint: error: %s\n", e.what());
