@@ -133,6 +133,39 @@ SanaTransformerConfig load_sana_transformer_config(const std::string& path) {
   return parse_sana_transformer_config(read_text_file(path), path);
 }
 
+Gemma2Config load_gemma2_config(const std::string& path) {
+  const json j = parse_object(read_text_file(path), path);
+  const Fields f(j, path);
+  Gemma2Config c;
+  if (j.contains("model_type") && f.require<std::string>("model_type") != "gemma2")
+    f.fail("model_type", "is '" + j["model_type"].get<std::string>() + "', expected gemma2");
+  f.read("vocab_size", c.vocab_size);
+  f.read("hidden_size", c.hidden_size);
+  f.read("intermediate_size", c.intermediate_size);
+  f.read("num_hidden_layers", c.num_hidden_layers);
+  f.read("num_attention_heads", c.num_attention_heads);
+  f.read("num_key_value_heads", c.num_key_value_heads);
+  f.read("head_dim", c.head_dim);
+  f.read("hidden_activation", c.hidden_activation);
+  f.read("max_position_embeddings", c.max_position_embeddings);
+  f.read("rms_norm_eps", c.rms_norm_eps);
+  f.read("rope_theta", c.rope_theta);
+  f.read("attention_bias", c.attention_bias);
+  f.read("query_pre_attn_scalar", c.query_pre_attn_scalar);
+  // null is meaningful for these two: no sliding window / no soft-capping.
+  if (j.contains("sliding_window")) f.read("sliding_window", c.sliding_window);
+  if (j.contains("attn_logit_softcapping")) f.read("attn_logit_softcapping", c.attn_logit_softcapping);
+  f.read("pad_token_id", c.pad_token_id);
+  f.read("eos_token_id", c.eos_token_id);
+  f.read("bos_token_id", c.bos_token_id);
+  f.read("torch_dtype", c.torch_dtype);
+  if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0)
+    f.fail("num_key_value_heads", "must divide num_attention_heads");
+  if (c.hidden_activation != "gelu_pytorch_tanh" && c.hidden_activation != "gelu")
+    f.fail("hidden_activation", "is '" + c.hidden_activation + "'; supported: gelu_pytorch_tanh, gelu");
+  return c;
+}
+
 SCMSchedulerConfig load_scm_scheduler_config(const std::string& path) {
   const json j = parse_object(read_text_file(path), path);
   const Fields f(j, path);

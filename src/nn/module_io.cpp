@@ -42,22 +42,29 @@ std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Modu
   return out;
 }
 
-void load_state_dict(torch::nn::Module& module, const Checkpoint& ckpt, const std::string& what) {
+void load_state_dict(torch::nn::Module& module, const Checkpoint& ckpt, const std::string& what,
+                     const LoadOptions& options) {
   auto tensors = state_dict(module);
   std::vector<std::string> missing, unexpected, mismatched;
   std::map<std::string, bool> known;
   for (const auto& [name, t] : tensors) {
-    known[name] = true;
-    if (!ckpt.contains(name)) {
-      missing.push_back(name);
+    const std::string stored = options.prefix + name;
+    known[stored] = true;
+    if (!ckpt.contains(stored)) {
+      missing.push_back(stored);
       continue;
     }
-    const auto& info = ckpt.info(name);
+    const auto& info = ckpt.info(stored);
     if (at::IntArrayRef(info.shape) != t.sizes())
-      mismatched.push_back(name + " (checkpoint " + shape_str(info.shape) + ", model " + shape_str(t.sizes()) + ")");
+      mismatched.push_back(stored + " (checkpoint " + shape_str(info.shape) + ", model " + shape_str(t.sizes()) + ")");
   }
+  auto ignored = [&](const std::string& name) {
+    for (const auto& p : options.ignore)
+      if (name.rfind(p, 0) == 0) return true;
+    return false;
+  };
   for (const auto& name : ckpt.names())
-    if (!known.count(name)) unexpected.push_back(name);
+    if (!known.count(name) && !ignored(name)) unexpected.push_back(name);
 
   if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
     std::string msg = "checkpoint " + ckpt.path() + " does not match the " + what + ":";
@@ -72,7 +79,7 @@ void load_state_dict(torch::nn::Module& module, const Checkpoint& ckpt, const st
 
   at::NoGradGuard no_grad;
   for (auto& [name, t] : tensors) {
-    at::Tensor src = ckpt.get(name);
+    at::Tensor src = ckpt.get(options.prefix + name);
     // Same dtype on CPU: the parameter becomes a view of the mapped file (no copy).
     t.set_data(src.scalar_type() == t.scalar_type() && src.device() == t.device() ? src : src.to(t.options()));
   }

@@ -38,6 +38,27 @@ struct SanaTransformerConfig {
   int ff_hidden() const { return static_cast<int>(mlp_ratio * inner_dim()); }  // int() truncation as in Python
 };
 
+// transformers Gemma2Config (text_encoder/config.json). Defaults: Gemma2Config() = gemma-2-2b.
+struct Gemma2Config {
+  int vocab_size = 256000;
+  int hidden_size = 2304;
+  int intermediate_size = 9216;
+  int num_hidden_layers = 26;
+  int num_attention_heads = 8;
+  int num_key_value_heads = 4;
+  int head_dim = 256;
+  std::string hidden_activation = "gelu_pytorch_tanh";
+  int max_position_embeddings = 8192;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  bool attention_bias = false;
+  double query_pre_attn_scalar = 256;
+  std::optional<int> sliding_window = 4096;            // on the even layers
+  std::optional<double> attn_logit_softcapping = 50.0;
+  int pad_token_id = 0, eos_token_id = 1, bos_token_id = 2;
+  std::string torch_dtype = "float32";
+};
+
 // diffusers SCMScheduler (scheduler/scheduler_config.json).
 struct SCMSchedulerConfig {
   int num_train_timesteps = 1000;
@@ -53,6 +74,7 @@ struct ModelIndex {
 
 SanaTransformerConfig parse_sana_transformer_config(const std::string& json_text, const std::string& source);
 SanaTransformerConfig load_sana_transformer_config(const std::string& path);
+Gemma2Config load_gemma2_config(const std::string& path);
 SCMSchedulerConfig load_scm_scheduler_config(const std::string& path);
 ModelIndex load_model_index(const std::string& path);
 

@@ -12,11 +12,19 @@
 
 namespace sana::nn {
 
+struct LoadOptions {
+  // Checkpoint names are this prefix + the module's names (e.g. "model." for a *ForCausalLM checkpoint).
+  std::string prefix;
+  // Checkpoint tensors starting with one of these are skipped instead of being "unexpected" (e.g. "lm_head.").
+  std::vector<std::string> ignore;
+};
+
 // Copies every parameter and buffer of `module` from `ckpt`, casting to the parameter's dtype and device.
 // Strict: tensors missing from the checkpoint, tensors the module does not have and shape mismatches are one Error
 // that lists the names. `what` names the component in messages (e.g. "transformer").
 // CPU parameters whose dtype equals the stored one become views of the memory-mapped file (no copy).
-void load_state_dict(torch::nn::Module& module, const Checkpoint& ckpt, const std::string& what);
+void load_state_dict(torch::nn::Module& module, const Checkpoint& ckpt, const std::string& what,
+                     const LoadOptions& options = {});
 
 // Parameters then buffers, by their full dotted names.
 std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Module& module);
