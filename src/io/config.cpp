@@ -133,6 +133,90 @@ SanaTransformerConfig load_sana_transformer_config(const std::string& path) {
   return parse_sana_transformer_config(read_text_file(path), path);
 }
 
+AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path) {
+  const json j = parse_object(read_text_file(path), path);
+  const Fields f(j, path);
+  AutoencoderDCConfig c;
+  if (j.contains("_class_name") && f.require<std::string>("_class_name") != "AutoencoderDC")
+    f.fail("_class_name", "is '" + j["_class_name"].get<std::string>() + "', expected AutoencoderDC");
+  f.read("in_channels", c.in_channels);
+  f.read("latent_channels", c.latent_channels);
+  f.read("attention_head_dim", c.attention_head_dim);
+  auto int_list = [&](const char* key, std::vector<int>& v) {
+    if (!j.contains(key) || j[key].is_null()) return;
+    if (!j[key].is_array()) f.fail(key, "must be a list of integers");
+    v.clear();
+    for (const auto& e : j[key]) {
+      if (!e.is_number_integer()) f.fail(key, "must be a list of integers");
+      v.push_back(e.get<int>());
+    }
+  };
+  auto scales = [&](const char* key, std::vector<std::vector<int>>& v) {
+    if (!j.contains(key) || j[key].is_null()) return;
+    if (!j[key].is_array()) f.fail(key, "must be a list of lists of kernel sizes");
+    v.clear();
+    for (const auto& e : j[key]) {
+      if (!e.is_array()) f.fail(key, "must be a list of lists of kernel sizes");
+      std::vector<int> ks;
+      for (const auto& k : e) {
+        if (!k.is_number_integer()) f.fail(key, "kernel sizes must be integers");
+        ks.push_back(k.get<int>());
+      }
+      v.push_back(ks);
+    }
+  };
+  // A string applies to every stage; a list gives one value per stage.
+  auto per_stage = [&](const char* key, std::vector<std::string>& v, const std::string& dflt, size_t stages) {
+    v.assign(stages, dflt);
+    if (!j.contains(key) || j[key].is_null()) return;
+    const json& e = j[key];
+    if (e.is_string()) {
+      v.assign(stages, e.get<std::string>());
+    } else if (e.is_array() && e.size() == stages) {
+      for (size_t i = 0; i < stages; ++i) {
+        if (!e[i].is_string()) f.fail(key, "must be a string or a list of strings");
+        v[i] = e[i].get<std::string>();
+      }
+    } else {
+      f.fail(key, "must be a string or a list of " + std::to_string(stages) + " strings");
+    }
+  };
+  int_list("encoder_block_out_channels", c.encoder_block_out_channels);
+  int_list("decoder_block_out_channels", c.decoder_block_out_channels);
+  int_list("encoder_layers_per_block", c.encoder_layers_per_block);
+  int_list("decoder_layers_per_block", c.decoder_layers_per_block);
+  scales("encoder_qkv_multiscales", c.encoder_qkv_multiscales);
+  scales("decoder_qkv_multiscales", c.decoder_qkv_multiscales);
+  const size_t enc = c.encoder_block_out_channels.size(), dec = c.decoder_block_out_channels.size();
+  per_stage("encoder_block_types", c.encoder_block_types, "ResBlock", enc);
+  per_stage("decoder_block_types", c.decoder_block_types, "ResBlock", dec);
+  per_stage("decoder_norm_types", c.decoder_norm_types, "rms_norm", dec);
+  per_stage("decoder_act_fns", c.decoder_act_fns, "silu", dec);
+  f.read("upsample_block_type", c.upsample_block_type);
+  f.read("downsample_block_type", c.downsample_block_type);
+  f.read("encoder_out_shortcut", c.encoder_out_shortcut);
+  f.read("decoder_in_shortcut", c.decoder_in_shortcut);
+  f.read("decoder_conv_act_fn", c.decoder_conv_act_fn);
+  f.read("scaling_factor", c.scaling_factor);
+
+  if (c.encoder_layers_per_block.size() != enc || c.encoder_qkv_multiscales.size() != enc)
+    f.fail("encoder_layers_per_block", "and encoder_qkv_multiscales need one entry per encoder stage");
+  if (c.decoder_layers_per_block.size() != dec || c.decoder_qkv_multiscales.size() != dec)
+    f.fail("decoder_layers_per_block", "and decoder_qkv_multiscales need one entry per decoder stage");
+  for (const auto& t : c.encoder_block_types)
+    if (t != "ResBlock" && t != "EfficientViTBlock") f.fail("encoder_block_types", "has unknown block '" + t + "'");
+  for (const auto& t : c.decoder_block_types)
+    if (t != "ResBlock" && t != "EfficientViTBlock") f.fail("decoder_block_types", "has unknown block '" + t + "'");
+  for (const auto& t : c.decoder_norm_types)
+    if (t != "rms_norm") f.fail("decoder_norm_types", "'" + t + "' is not supported (only rms_norm)");
+  for (const auto& t : c.decoder_act_fns)
+    if (t != "silu" && t != "relu" && t != "gelu") f.fail("decoder_act_fns", "'" + t + "' is not supported");
+  if (c.decoder_conv_act_fn != "relu" && c.decoder_conv_act_fn != "silu")
+    f.fail("decoder_conv_act_fn", "'" + c.decoder_conv_act_fn + "' is not supported");
+  if (c.scaling_factor <= 0) f.fail("scaling_factor", "must be positive");
+  return c;
+}
+
 Gemma2Config load_gemma2_config(const std::string& path) {
   const json j = parse_object(read_text_file(path), path);
   const Fields f(j, path);

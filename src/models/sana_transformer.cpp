@@ -80,24 +80,6 @@ at::Tensor SanaAttention::forward_cross(const at::Tensor& x, const at::Tensor& c
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-GLUMBConv::GLUMBConv(int64_t dim, int64_t hidden, const at::TensorOptions& options) {
-  conv_inverted = register_module("conv_inverted", std::make_shared<nn::Conv2d>(dim, 2 * hidden, 1, 1, 0, 1, true, options));
-  conv_depth = register_module("conv_depth",
-                               std::make_shared<nn::Conv2d>(2 * hidden, 2 * hidden, 3, 1, 1, 2 * hidden, true, options));
-  conv_point = register_module("conv_point", std::make_shared<nn::Conv2d>(hidden, dim, 1, 1, 0, 1, false, options));
-}
-
-at::Tensor GLUMBConv::forward_tokens(const at::Tensor& x, int64_t h, int64_t w) const {
-  const int64_t B = x.size(0), C2 = conv_inverted->weight.size(0);
-  at::Tensor u = at::silu(conv_inverted->forward_pointwise_tokens(x));  // [B, N, 2H]
-  // The depthwise conv runs on the channels-last view [B, 2H, h, w] (strides of NHWC: no copy).
-  u = conv_depth->forward(u.view({B, h, w, C2}).permute({0, 3, 1, 2}));
-  auto halves = u.chunk(2, 1);
-  u = halves[0] * at::silu(halves[1]);                                   // [B, H, h, w]
-  u = u.permute({0, 2, 3, 1}).reshape({B, h * w, C2 / 2});               // back to tokens
-  return conv_point->forward_pointwise_tokens(u);
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 SanaTransformerBlock::SanaTransformerBlock(const SanaTransformerConfig& cfg, const at::TensorOptions& options)
     : norm_eps(cfg.norm_eps) {
@@ -112,7 +94,7 @@ SanaTransformerBlock::SanaTransformerBlock(const SanaTransformerConfig& cfg, con
                                                                    cfg.num_cross_attention_heads,
                                                                    cfg.cross_attention_head_dim, /*bias=*/true,
                                                                    qk_norm, options));
-  ff = register_module("ff", std::make_shared<GLUMBConv>(D, cfg.ff_hidden(), options));
+  ff = register_module("ff", std::make_shared<nn::GLUMBConv>(D, D, cfg.ff_hidden(), /*norm=*/false, options));
   scale_shift_table = register_parameter("scale_shift_table", at::empty({6, D}, options));
 }
 

@@ -45,6 +45,26 @@ at::Tensor RMSNorm::forward(const at::Tensor& x) const {
   return y;
 }
 
+GLUMBConv::GLUMBConv(int64_t in_channels, int64_t out_channels, int64_t hidden, bool with_norm,
+                     const at::TensorOptions& options) {
+  conv_inverted =
+      register_module("conv_inverted", std::make_shared<Conv2d>(in_channels, 2 * hidden, 1, 1, 0, 1, true, options));
+  conv_depth =
+      register_module("conv_depth", std::make_shared<Conv2d>(2 * hidden, 2 * hidden, 3, 1, 1, 2 * hidden, true, options));
+  conv_point = register_module("conv_point", std::make_shared<Conv2d>(hidden, out_channels, 1, 1, 0, 1, false, options));
+  if (with_norm) norm = register_module("norm", std::make_shared<RMSNorm>(out_channels, 1e-5, true, true, options));
+}
+
+at::Tensor GLUMBConv::forward_tokens(const at::Tensor& x, int64_t h, int64_t w) const {
+  const int64_t B = x.size(0), C2 = conv_inverted->weight.size(0);
+  at::Tensor u = at::silu(conv_inverted->forward_pointwise_tokens(x));  // [B, N, 2H]
+  u = conv_depth->forward(u.view({B, h, w, C2}).permute({0, 3, 1, 2}));  // NHWC strides: no copy
+  auto halves = u.chunk(2, 1);
+  u = (halves[0] * at::silu(halves[1])).permute({0, 2, 3, 1}).reshape({B, h * w, C2 / 2});
+  u = conv_point->forward_pointwise_tokens(u);
+  return norm ? norm->forward(u) : u;
+}
+
 TimestepEmbedding::TimestepEmbedding(int64_t in_channels, int64_t dim, const at::TensorOptions& options) {
   linear_1 = register_module("linear_1", std::make_shared<Linear>(in_channels, dim, true, options));
   linear_2 = register_module("linear_2", std::make_shared<Linear>(dim, dim, true, options));
@@ -62,7 +82,8 @@ at::Tensor relu_linear_attention(const at::Tensor& q, const at::Tensor& k, const
                                  double eps) {
   const int64_t B = q.size(0), N = q.size(1), C = q.size(2), d = C / heads;
   // [B, N, H, d] -> [B, H, N, d], in fp32 (the sums overflow half precision).
-  auto split = [&](const at::Tensor& x) { return x.to(at::kFloat).view({B, -1, heads, d}).transpose(1, 2); };
+  const auto acc = accumulation_dtype(q.scalar_type());
+  auto split = [&](const at::Tensor& x) { return x.to(acc).reshape({B, -1, heads, d}).transpose(1, 2); };
   const at::Tensor qh = split(q), kh = split(k), vh = split(v);
   // Append a ones column to V so one matmul gives both sum_m v_m k_m^T and sum_m k_m.
   const at::Tensor v_pad = at::constant_pad_nd(vh, {0, 1}, 1.0);  // [B, H, N, d+1]

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace sana {
 
@@ -36,6 +37,32 @@ struct SanaTransformerConfig {
   int inner_dim() const { return num_attention_heads * attention_head_dim; }
   int cross_inner_dim() const { return num_cross_attention_heads * cross_attention_head_dim; }
   int ff_hidden() const { return static_cast<int>(mlp_ratio * inner_dim()); }  // int() truncation as in Python
+};
+
+// diffusers AutoencoderDC (vae/config.json). Per-stage lists; a single string in the file applies to all stages.
+struct AutoencoderDCConfig {
+  int in_channels = 3;
+  int latent_channels = 32;
+  int attention_head_dim = 32;
+  std::vector<std::string> encoder_block_types;  // default "ResBlock" for every stage
+  std::vector<std::string> decoder_block_types;
+  std::vector<int> encoder_block_out_channels = {128, 256, 512, 512, 1024, 1024};
+  std::vector<int> decoder_block_out_channels = {128, 256, 512, 512, 1024, 1024};
+  std::vector<int> encoder_layers_per_block = {2, 2, 2, 3, 3, 3};
+  std::vector<int> decoder_layers_per_block = {3, 3, 3, 3, 3, 3};
+  std::vector<std::vector<int>> encoder_qkv_multiscales = {{}, {}, {}, {5}, {5}, {5}};
+  std::vector<std::vector<int>> decoder_qkv_multiscales = {{}, {}, {}, {5}, {5}, {5}};
+  std::string upsample_block_type = "pixel_shuffle";    // "interpolate": nearest x2 + conv
+  std::string downsample_block_type = "pixel_unshuffle";  // anything else: stride-2 conv
+  std::vector<std::string> decoder_norm_types;  // default "rms_norm"
+  std::vector<std::string> decoder_act_fns;     // default "silu"
+  bool encoder_out_shortcut = true;
+  bool decoder_in_shortcut = true;
+  std::string decoder_conv_act_fn = "relu";
+  double scaling_factor = 1.0;
+
+  // Spatial compression factor: 2^(stages - 1).
+  int spatial_factor() const { return 1 << (static_cast<int>(decoder_block_out_channels.size()) - 1); }
 };
 
 // transformers Gemma2Config (text_encoder/config.json). Defaults: Gemma2Config() = gemma-2-2b.
@@ -75,6 +102,7 @@ struct ModelIndex {
 SanaTransformerConfig parse_sana_transformer_config(const std::string& json_text, const std::string& source);
 SanaTransformerConfig load_sana_transformer_config(const std::string& path);
 Gemma2Config load_gemma2_config(const std::string& path);
+AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path);
 SCMSchedulerConfig load_scm_scheduler_config(const std::string& path);
 ModelIndex load_model_index(const std::string& path);
 

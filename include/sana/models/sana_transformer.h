@@ -32,15 +32,6 @@ class SanaAttention : public nn::Module {
   at::Tensor project_out(const at::Tensor& x) const;
 };
 
-// GLUMBConv feed-forward (no norm, no residual): 1x1 conv D->2H, SiLU, depthwise 3x3, a * SiLU(gate), 1x1 conv H->D.
-class GLUMBConv : public nn::Module {
- public:
-  GLUMBConv(int64_t dim, int64_t hidden, const at::TensorOptions& options);
-  // On tokens [B, h*w, D]: the 1x1 convolutions run as matrix products on the channels-last token layout.
-  at::Tensor forward_tokens(const at::Tensor& x, int64_t h, int64_t w) const;
-  std::shared_ptr<nn::Conv2d> conv_inverted, conv_depth, conv_point;
-};
-
 class SanaTransformerBlock : public nn::Module {
  public:
   SanaTransformerBlock(const SanaTransformerConfig& cfg, const at::TensorOptions& options);
@@ -50,7 +41,7 @@ class SanaTransformerBlock : public nn::Module {
 
   at::Tensor scale_shift_table;  // [6, D]: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
   std::shared_ptr<SanaAttention> attn1, attn2;
-  std::shared_ptr<GLUMBConv> ff;
+  std::shared_ptr<nn::GLUMBConv> ff;
   double norm_eps;
 };
 

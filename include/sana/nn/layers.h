@@ -50,6 +50,18 @@ class TimestepEmbedding : public Module {
   std::shared_ptr<Linear> linear_1, linear_2;
 };
 
+// GLUMBConv (diffusers): 1x1 conv C->2H + SiLU, depthwise 3x3, a * SiLU(gate), 1x1 conv H->C_out (no bias), and in
+// the DC-AE an RMSNorm (weight and bias) on the output. The residual, where there is one, is the caller's.
+class GLUMBConv : public Module {
+ public:
+  GLUMBConv(int64_t in_channels, int64_t out_channels, int64_t hidden, bool norm, const at::TensorOptions& options);
+  // On channels-last tokens [B, h*w, C]: the 1x1 convolutions are matrix products, the depthwise convolution
+  // runs on the channels-last view of the same memory.
+  at::Tensor forward_tokens(const at::Tensor& x, int64_t h, int64_t w) const;
+  std::shared_ptr<Conv2d> conv_inverted, conv_depth, conv_point;
+  std::shared_ptr<RMSNorm> norm;  // null without norm
+};
+
 // A list of submodules registered as "0", "1", ... (torch.nn.ModuleList names).
 template <class M>
 class ModuleList : public Module {
@@ -76,8 +88,12 @@ inline at::Tensor layer_norm(const at::Tensor& x, double eps) {
   return at::layer_norm(x, {x.size(-1)}, {}, {}, eps);
 }
 
+// Accumulation dtype for attention sums: fp32 for half types and fp32 (their sums overflow half precision), fp64 stays
+// fp64 (float64 runs are the reference for derivative checks).
+inline at::ScalarType accumulation_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
 // ReLU linear attention (SANA, no softmax, no scale) on token tensors q, k, v [B, N, heads*d], accumulated in
-// fp32: out_n = sum_m v_m (k_m . q_n) / (sum_m k_m . q_n + eps). q and k must already be ReLU'd.
+// fp32 (fp64 for fp64 inputs): out_n = sum_m v_m (k_m . q_n) / (sum_m k_m . q_n + eps). q and k must already be ReLU'd.
 at::Tensor relu_linear_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads,
                                  double eps);
 

@@ -1,0 +1,277 @@
+#include "sana/models/dcae.h"
+
+#include <filesystem>
+
+#include "sana/error.h"
+#include "sana/nn/module_io.h"
+
+namespace sana {
+namespace {
+
+constexpr double kLinearAttentionEps = 1e-15;
+
+at::Tensor activate(const std::string& act, const at::Tensor& x) {
+  if (act == "silu") return at::silu(x);
+  if (act == "relu") return at::relu(x);
+  return at::gelu(x);
+}
+
+// RMSNorm over the channel dim of [B, C, H, W]: on the channels-last view, where channels are contiguous.
+at::Tensor channel_norm(const nn::RMSNorm& norm, const at::Tensor& x) {
+  return norm.forward(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
+}
+
+at::Tensor channels_last(const at::Tensor& x) { return x.contiguous(at::MemoryFormat::ChannelsLast); }
+
+std::shared_ptr<DCBlock> make_block(const std::string& type, int64_t channels, int64_t head_dim, const std::string& act,
+                                    const std::vector<int>& scales, const at::TensorOptions& options) {
+  if (type == "ResBlock") return std::make_shared<DCResBlock>(channels, act, options);
+  return std::make_shared<DCEfficientViTBlock>(channels, head_dim, scales, options);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+DCResBlock::DCResBlock(int64_t c, std::string act_, const at::TensorOptions& options) : act(std::move(act_)) {
+  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(c, c, 3, 1, 1, 1, true, options));
+  conv2 = register_module("conv2", std::make_shared<nn::Conv2d>(c, c, 3, 1, 1, 1, false, options));
+  norm = register_module("norm", std::make_shared<nn::RMSNorm>(c, 1e-5, true, true, options));
+}
+
+at::Tensor DCResBlock::forward(const at::Tensor& x) const {
+  return channel_norm(*norm, conv2->forward(activate(act, conv1->forward(x)))) + x;
+}
+
+DCMultiscaleProjection::DCMultiscaleProjection(int64_t c, int64_t heads, int64_t k, const at::TensorOptions& options) {
+  proj_in = register_module("proj_in", std::make_shared<nn::Conv2d>(c, c, k, 1, k / 2, c, false, options));
+  proj_out = register_module("proj_out", std::make_shared<nn::Conv2d>(c, c, 1, 1, 0, 3 * heads, false, options));
+}
+
+DCLiteMLA::DCLiteMLA(int64_t c, int64_t head_dim_, const std::vector<int>& scales, const at::TensorOptions& options)
+    : head_dim(head_dim_) {
+  const int64_t heads = c / head_dim, inner = heads * head_dim;
+  to_q = register_module("to_q", std::make_shared<nn::Linear>(c, inner, false, options));
+  to_k = register_module("to_k", std::make_shared<nn::Linear>(c, inner, false, options));
+  to_v = register_module("to_v", std::make_shared<nn::Linear>(c, inner, false, options));
+  to_qkv_multiscale = register_module("to_qkv_multiscale", std::make_shared<nn::ModuleList<DCMultiscaleProjection>>());
+  for (int k : scales) to_qkv_multiscale->append(std::make_shared<DCMultiscaleProjection>(3 * inner, heads, k, options));
+  to_out = register_module("to_out", std::make_shared<nn::Linear>(inner * (1 + scales.size()), c, false, options));
+  norm_out = register_module("norm_out", std::make_shared<nn::RMSNorm>(c, 1e-5, true, true, options));
+}
+
+at::Tensor DCLiteMLA::forward(const at::Tensor& x) const {
+  const int64_t B = x.size(0), H = x.size(2), W = x.size(3), N = H * W;
+  const at::Tensor tokens = x.permute({0, 2, 3, 1});  // [B, H, W, C]
+  // [q | k | v] channels, then each multi-scale projection of that, all channels-last.
+  const at::Tensor qkv = at::cat({to_q->forward(tokens), to_k->forward(tokens), to_v->forward(tokens)}, 3);
+  std::vector<at::Tensor> scales = {qkv};
+  for (const auto& proj : *to_qkv_multiscale)
+    scales.push_back(proj->forward(qkv.permute({0, 3, 1, 2})).permute({0, 2, 3, 1}));
+  const at::Tensor all = at::cat(scales, 3).reshape({B, N, -1});  // [B, N, G * 3 * d]
+  // The reference reshapes channels into groups of 3d = [q | k | v] of one head each; a group can mix
+  // projections across scales. Token form of the same grouping: [B, N, G, 3, d].
+  const int64_t d = head_dim, G = all.size(2) / (3 * d);
+  const at::Tensor grouped = all.view({B, N, G, 3, d});
+  const at::Tensor q = at::relu(grouped.select(3, 0)), k = at::relu(grouped.select(3, 1)), v = grouped.select(3, 2);
+  const at::Tensor out = lite_mla_kernel(q.reshape({B, N, G * d}), k.reshape({B, N, G * d}), v.reshape({B, N, G * d}),
+                                         G, /*quadratic=*/N <= d);
+  const at::Tensor y = norm_out->forward(to_out->forward(out.view({B, H, W, G * d})));  // [B, H, W, C]
+  return y.permute({0, 3, 1, 2}) + x;
+}
+
+at::Tensor lite_mla_kernel(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t groups,
+                           bool quadratic) {
+  if (!quadratic) return nn::relu_linear_attention(q, k, v, groups, kLinearAttentionEps);
+  const int64_t B = q.size(0), N = q.size(1), d = q.size(2) / groups;
+  const auto acc = nn::accumulation_dtype(q.scalar_type());
+  auto heads = [&](const at::Tensor& t) { return t.to(acc).reshape({B, N, groups, d}).permute({0, 2, 1, 3}); };
+  const at::Tensor qh = heads(q), kh = heads(k), vh = heads(v);  // [B, G, N, d]
+  at::Tensor S = at::matmul(kh, qh.transpose(2, 3));            // S[m, n] = k_m . q_n
+  S = S / (S.sum(2, true) + kLinearAttentionEps);               // normalised over the keys m
+  return at::matmul(S.transpose(2, 3), vh).permute({0, 2, 1, 3}).reshape({B, N, groups * d}).to(q.scalar_type());
+}
+
+DCEfficientViTBlock::DCEfficientViTBlock(int64_t c, int64_t head_dim, const std::vector<int>& scales,
+                                         const at::TensorOptions& options) {
+  attn = register_module("attn", std::make_shared<DCLiteMLA>(c, head_dim, scales, options));
+  conv_out = register_module("conv_out", std::make_shared<nn::GLUMBConv>(c, c, 4 * c, /*norm=*/true, options));
+}
+
+at::Tensor DCEfficientViTBlock::forward(const at::Tensor& x_in) const {
+  const at::Tensor x = channels_last(attn->forward(x_in));
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const at::Tensor tokens = x.permute({0, 2, 3, 1}).reshape({B, H * W, C});
+  return (conv_out->forward_tokens(tokens, H, W) + tokens).view({B, H, W, C}).permute({0, 3, 1, 2});
+}
+
+DCUpBlock2d::DCUpBlock2d(int64_t cin, int64_t cout, bool interpolate_, bool shortcut_, const at::TensorOptions& options)
+    : interpolate(interpolate_), shortcut(shortcut_), repeats(cout * 4 / cin) {
+  conv = register_module("conv", std::make_shared<nn::Conv2d>(cin, interpolate ? cout : 4 * cout, 3, 1, 1, 1, true, options));
+}
+
+at::Tensor DCUpBlock2d::forward(const at::Tensor& x) const {
+  at::Tensor y = interpolate ? conv->forward(at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)}))
+                             : at::pixel_shuffle(conv->forward(x), 2);
+  if (shortcut) y = y + at::pixel_shuffle(x.repeat_interleave(repeats, 1), 2);
+  return y;
+}
+
+DCDownBlock2d::DCDownBlock2d(int64_t cin, int64_t cout, bool pixel_unshuffle_, bool shortcut_,
+                             const at::TensorOptions& options)
+    : pixel_unshuffle(pixel_unshuffle_), shortcut(shortcut_), group_size(cin * 4 / cout) {
+  conv = register_module("conv", std::make_shared<nn::Conv2d>(cin, pixel_unshuffle ? cout / 4 : cout, 3,
+                                                              pixel_unshuffle ? 1 : 2, 1, 1, true, options));
+}
+
+at::Tensor DCDownBlock2d::forward(const at::Tensor& x) const {
+  at::Tensor y = conv->forward(x);
+  if (pixel_unshuffle) y = at::pixel_unshuffle(y, 2);
+  if (shortcut) {
+    const at::Tensor s = at::pixel_unshuffle(x, 2);
+    y = y + s.unflatten(1, {-1, group_size}).mean(2);
+  }
+  return y;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+DCEncoder::DCEncoder(const AutoencoderDCConfig& c, const at::TensorOptions& options) {
+  const auto& ch = c.encoder_block_out_channels;
+  const auto& layers = c.encoder_layers_per_block;
+  const size_t n = ch.size();
+  const bool unshuffle = c.downsample_block_type == "pixel_unshuffle";
+  const int64_t first = layers[0] > 0 ? ch[0] : ch[1];
+  if (layers[0] > 0) {
+    conv_in = register_module("conv_in", std::make_shared<nn::Conv2d>(c.in_channels, first, 3, 1, 1, 1, true, options));
+  } else {
+    conv_in_block = register_module("conv_in", std::make_shared<DCDownBlock2d>(c.in_channels, first, unshuffle, false, options));
+  }
+  down_blocks = register_module("down_blocks", std::make_shared<nn::ModuleList<DCStage>>());
+  for (size_t i = 0; i < n; ++i) {
+    auto stage = std::make_shared<DCStage>();
+    for (int l = 0; l < layers[i]; ++l)
+      stage->append(make_block(c.encoder_block_types[i], ch[i], c.attention_head_dim, "silu", c.encoder_qkv_multiscales[i], options));
+    if (i + 1 < n && layers[i] > 0) stage->append(std::make_shared<DCDownBlock2d>(ch[i], ch[i + 1], unshuffle, true, options));
+    down_blocks->append(stage);
+  }
+  conv_out = register_module("conv_out", std::make_shared<nn::Conv2d>(ch[n - 1], c.latent_channels, 3, 1, 1, 1, true, options));
+  if (c.encoder_out_shortcut) out_shortcut_group = ch[n - 1] / c.latent_channels;
+}
+
+at::Tensor DCEncoder::forward(const at::Tensor& image) const {
+  at::Tensor x = channels_last(image);
+  x = conv_in ? conv_in->forward(x) : conv_in_block->forward(x);
+  for (const auto& stage : *down_blocks)
+    for (const auto& block : *stage) x = block->forward(x);
+  at::Tensor out = conv_out->forward(x);
+  if (out_shortcut_group > 0) out = out + x.unflatten(1, {-1, out_shortcut_group}).mean(2);
+  return out.contiguous();
+}
+
+DCDecoder::DCDecoder(const AutoencoderDCConfig& c, const at::TensorOptions& options) : conv_act(c.decoder_conv_act_fn) {
+  const auto& ch = c.decoder_block_out_channels;
+  const auto& layers = c.decoder_layers_per_block;
+  const size_t n = ch.size();
+  const bool interpolate = c.upsample_block_type == "interpolate";
+  conv_in = register_module("conv_in", std::make_shared<nn::Conv2d>(c.latent_channels, ch[n - 1], 3, 1, 1, 1, true, options));
+  if (c.decoder_in_shortcut) in_shortcut_repeats = ch[n - 1] / c.latent_channels;
+  up_blocks = register_module("up_blocks", std::make_shared<nn::ModuleList<DCStage>>());
+  for (size_t i = 0; i < n; ++i) {  // indexed by stage; run from the last stage to the first
+    auto stage = std::make_shared<DCStage>();
+    if (i + 1 < n && layers[i] > 0) stage->append(std::make_shared<DCUpBlock2d>(ch[i + 1], ch[i], interpolate, true, options));
+    for (int l = 0; l < layers[i]; ++l)
+      stage->append(make_block(c.decoder_block_types[i], ch[i], c.attention_head_dim, c.decoder_act_fns[i],
+                               c.decoder_qkv_multiscales[i], options));
+    up_blocks->append(stage);
+  }
+  const int64_t out_ch = layers[0] > 0 ? ch[0] : ch[1];
+  norm_out = register_module("norm_out", std::make_shared<nn::RMSNorm>(out_ch, 1e-5, true, true, options));
+  if (layers[0] > 0) {
+    conv_out = register_module("conv_out", std::make_shared<nn::Conv2d>(out_ch, c.in_channels, 3, 1, 1, 1, true, options));
+  } else {
+    conv_out_block = register_module("conv_out", std::make_shared<DCUpBlock2d>(out_ch, c.in_channels, interpolate, false, options));
+  }
+}
+
+at::Tensor DCDecoder::forward(const at::Tensor& z_in) const {
+  const at::Tensor z = channels_last(z_in);
+  at::Tensor x = conv_in->forward(z);
+  if (in_shortcut_repeats > 0) x = x + z.repeat_interleave(in_shortcut_repeats, 1);
+  for (size_t i = up_blocks->size(); i-- > 0;)
+    for (const auto& block : (*up_blocks)[i]) x = block->forward(x);
+  x = activate(conv_act, channel_norm(*norm_out, x));
+  x = conv_out ? conv_out->forward(x) : conv_out_block->forward(x);
+  return x.contiguous();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+AutoencoderDC::AutoencoderDC(const AutoencoderDCConfig& c, const at::TensorOptions& options) : cfg_(c) {
+  encoder = register_module("encoder", std::make_shared<DCEncoder>(c, options));
+  decoder = register_module("decoder", std::make_shared<DCDecoder>(c, options));
+}
+
+std::shared_ptr<AutoencoderDC> AutoencoderDC::from_pretrained(const std::string& dir, const at::TensorOptions& options) {
+  const auto cfg = load_autoencoder_dc_config((std::filesystem::path(dir) / "config.json").string());
+  auto model = std::make_shared<AutoencoderDC>(cfg, options);
+  nn::load_state_dict(*model, Checkpoint::open_in_directory(dir, "diffusion_pytorch_model"), "AutoencoderDC");
+  return model;
+}
+
+at::Tensor AutoencoderDC::encode(const at::Tensor& image) const {
+  const int64_t f = cfg_.spatial_factor();
+  if (image.dim() != 4 || image.size(1) != cfg_.in_channels || image.size(2) % f || image.size(3) % f)
+    throw Error("vae encode: image must be [B, " + std::to_string(cfg_.in_channels) + ", H, W] with H, W divisible by " +
+                std::to_string(f) + ", got " + c10::str(image.sizes()));
+  return encoder->forward(image.to(dtype()));
+}
+
+at::Tensor AutoencoderDC::decode(const at::Tensor& latent) const {
+  if (latent.dim() != 4 || latent.size(1) != cfg_.latent_channels)
+    throw Error("vae decode: latent must be [B, " + std::to_string(cfg_.latent_channels) + ", h, w], got " +
+                c10::str(latent.sizes()));
+  return decoder->forward(latent.to(dtype()));
+}
+
+at::Tensor AutoencoderDC::decode_tiled(const at::Tensor& latent, const TiledDecodeOptions& o) const {
+  const int64_t h = latent.size(2), w = latent.size(3), f = cfg_.spatial_factor();
+  if (o.tile_latent < 1 || o.stride_latent < 1 || o.stride_latent > o.tile_latent)
+    throw Error("tiled decode: need 1 <= stride <= tile, got tile " + std::to_string(o.tile_latent) + ", stride " +
+                std::to_string(o.stride_latent));
+  if (h <= o.tile_latent && w <= o.tile_latent) return decode(latent);
+  const int64_t blend = (o.tile_latent - o.stride_latent) * f;  // overlap in pixels
+  at::Tensor out;
+  // Each output pixel is the weighted mean of the tiles covering it; the weights ramp linearly over the overlap,
+  // so seams vanish and a pixel inside one tile only is that tile's value.
+  at::Tensor weight_sum;
+  for (int64_t y0 = 0;; y0 += o.stride_latent) {
+    const int64_t ys = std::min<int64_t>(y0, std::max<int64_t>(h - o.tile_latent, 0));
+    for (int64_t x0 = 0;; x0 += o.stride_latent) {
+      const int64_t xs = std::min<int64_t>(x0, std::max<int64_t>(w - o.tile_latent, 0));
+      const int64_t th = std::min<int64_t>(o.tile_latent, h - ys), tw = std::min<int64_t>(o.tile_latent, w - xs);
+      const at::Tensor tile = decode(latent.narrow(2, ys, th).narrow(3, xs, tw)).to(at::kFloat);
+      if (!out.defined()) {
+        out = at::zeros({latent.size(0), tile.size(1), h * f, w * f}, tile.options());
+        weight_sum = at::zeros({1, 1, h * f, w * f}, tile.options());
+      }
+      // Linear fade over the overlap on the sides that have a neighbour tile.
+      auto ramp = [&](int64_t n, bool fade_in, bool fade_out) {
+        at::Tensor r = at::ones({n}, tile.options());
+        const int64_t m = std::min(blend, n);
+        if (m > 0) {
+          const at::Tensor up = (at::arange(m, tile.options()) + 1) / static_cast<double>(m + 1);
+          if (fade_in) r.narrow(0, 0, m).mul_(up);
+          if (fade_out) r.narrow(0, n - m, m).mul_(up.flip(0));
+        }
+        return r;
+      };
+      const at::Tensor wy = ramp(th * f, ys > 0, ys + th < h), wx = ramp(tw * f, xs > 0, xs + tw < w);
+      const at::Tensor wt = wy.view({1, 1, -1, 1}) * wx.view({1, 1, 1, -1});
+      out.narrow(2, ys * f, th * f).narrow(3, xs * f, tw * f).add_(tile * wt);
+      weight_sum.narrow(2, ys * f, th * f).narrow(3, xs * f, tw * f).add_(wt);
+      if (xs + tw >= w) break;
+    }
+    if (ys + std::min<int64_t>(o.tile_latent, h - ys) >= h) break;
+  }
+  return (out / weight_sum).to(dtype());
+}
+
+}  // namespace sana
