@@ -1,0 +1,113 @@
+// The SanaSprintPipeline fixture (diffusers, random tiny weights) reproduced from the directory on disk: tokens,
+// prompt embeddings, schedule, noise, every step's x0, the decoded image (float <= 1e-4, uint8 within 1/255).
+#include <nlohmann/json.hpp>
+
+#include "sana/error.h"
+#include "sana/pipeline/sana_sprint.h"
+#include "test_util.h"
+
+using sana::test::fixture;
+
+namespace {
+
+struct Case {
+  std::string name;
+  std::vector<std::string> prompts;
+  uint64_t seed;
+  int steps, hw;
+};
+
+std::vector<Case> cases_of(const sana::SafetensorsFile& ref) {
+  std::vector<Case> out;
+  for (const auto& [name, text] : ref.metadata()) {
+    if (name == "format") continue;
+    const auto j = nlohmann::json::parse(text);
+    out.push_back({name, j["prompt"].get<std::vector<std::string>>(), j["seed"].get<uint64_t>(), j["steps"].get<int>(),
+                   j["hw"].get<int>()});
+  }
+  return out;
+}
+
+sana::GenerateOptions options_of(const Case& c) {
+  sana::GenerateOptions o;
+  o.prompts = c.prompts;
+  o.seed = c.seed;
+  o.height = o.width = c.hw;
+  o.schedule.steps = c.steps;
+  if (c.steps == 2) o.schedule.intermediate_timesteps = 1.3;  // the pipeline default for 2 steps
+  o.resolution_binning = false;
+  return o;
+}
+
+}  // namespace
+
+class PipelineFixture : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pipe_ = new sana::SanaSprintPipeline(
+        sana::SanaSprintPipeline::from_pretrained(fixture("pipeline_sprint_tiny"), at::kCPU, at::kFloat));
+    ref_ = sana::SafetensorsFile::open(fixture("pipeline_sprint_tiny/expected.safetensors"));
+  }
+  static void TearDownTestSuite() { delete pipe_; }
+  static sana::SanaSprintPipeline* pipe_;
+  static std::shared_ptr<const sana::SafetensorsFile> ref_;
+};
+sana::SanaSprintPipeline* PipelineFixture::pipe_ = nullptr;
+std::shared_ptr<const sana::SafetensorsFile> PipelineFixture::ref_;
+
+TEST_F(PipelineFixture, TokenizationWithComplexHumanInstruction) {
+  const auto cases = cases_of(*ref_);
+  ASSERT_FALSE(cases.empty());
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto tok = sana::tokenize_prompts(*pipe_->tokenizer, c.prompts, {});
+    EXPECT_TRUE(at::equal(tok.input_ids, ref_->get(c.name + ".input_ids_full")));
+    EXPECT_TRUE(at::equal(tok.attention_mask, ref_->get(c.name + ".attention_mask_full")));
+  }
+}
+
+TEST_F(PipelineFixture, ReproducesEveryCase) {
+  for (const auto& c : cases_of(*ref_)) {
+    SCOPED_TRACE(c.name);
+    const std::string p = c.name + ".";
+    const auto r = pipe_->generate(options_of(c));
+    EXPECT_CLOSE(r.prompt_embeds, ref_->get(p + "prompt_embeds"), 1e-4);
+    EXPECT_TRUE(at::equal(r.prompt_attention_mask, ref_->get(p + "prompt_attention_mask")));
+    EXPECT_TRUE(at::equal(r.timesteps, ref_->get(p + "timesteps")));
+    EXPECT_TRUE(at::equal(r.initial_noise, ref_->get(p + "initial_noise"))) << "noise must be bit-identical";
+    ASSERT_EQ(static_cast<int>(r.denoised.size()), c.steps);
+    for (int i = 0; i < c.steps; ++i)
+      EXPECT_CLOSE(r.denoised[i], ref_->get(p + "step" + std::to_string(i) + ".denoised"), 1e-4);
+    EXPECT_CLOSE(r.final_latents, ref_->get(p + "final_latents"), 1e-4);
+    EXPECT_CLOSE(r.vae_decoded, ref_->get(p + "vae_decoded"), 1e-4);
+    const at::Tensor image = ref_->get(p + "image");
+    EXPECT_CLOSE(r.images, image, 1e-4);
+    // uint8 as numpy's round-half-even of x * 255.
+    const at::Tensor u8 = at::round(r.images * 255).to(at::kInt), ref_u8 = at::round(image * 255).to(at::kInt);
+    EXPECT_LE((u8 - ref_u8).abs().max().item<int>(), 1);
+  }
+}
+
+TEST(Prompt, LowerStripIsUnicodeAware) {
+  EXPECT_EQ(sana::lower_strip("  A Red CIRCLE\n"), "a red circle");
+  EXPECT_EQ(sana::lower_strip("\u00C9T\u00C9 \u0394\u0399\u039F"), "\u00E9t\u00E9 \u03B4\u03B9\u03BF");
+  EXPECT_EQ(sana::lower_strip("\t\u3000x\u3000"), "x");
+}
+
+TEST(Pipeline, ResolutionBins) {
+  EXPECT_EQ(sana::closest_1024_bin(1024, 1024), std::make_pair(1024, 1024));
+  EXPECT_EQ(sana::closest_1024_bin(512, 512), std::make_pair(1024, 1024));
+  EXPECT_EQ(sana::closest_1024_bin(768, 1344), std::make_pair(768, 1344));
+  EXPECT_EQ(sana::closest_1024_bin(1000, 500), std::make_pair(1408, 704));
+}
+
+TEST(Pipeline, MissingComponentIsNamed) {
+  sana::test::TempDir dir;
+  std::filesystem::copy_file(fixture("pipeline_sprint_tiny/model_index.json"), dir.file("model_index.json"));
+  try {
+    sana::SanaSprintPipeline::from_pretrained(dir.path().string(), at::kCPU, at::kFloat);
+    FAIL();
+  } catch (const sana::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer/"), std::string::npos) << e.what();
+  }
+}
