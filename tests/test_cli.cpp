@@ -1,0 +1,88 @@
+// `sana-sprint generate` end to end: the reference pipeline's images reproduced through the CLI from the fixture
+// directory on disk (uint8 within 1/255), the PNG's parameters chunk, and one-line errors for bad input.
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+
+#include "sana/io/image.h"
+#include "test_util.h"
+
+using sana::test::fixture;
+
+namespace {
+
+struct CliRun {
+  int rc;
+  std::string err;
+};
+
+CliRun run_cli(const std::string& args) {
+  sana::test::TempDir dir;
+  const std::string err_file = dir.file("stderr.txt");
+  const int status = std::system((std::string(SANA_CLI) + " " + args + " 2>" + err_file + " >/dev/null").c_str());
+  std::string err;
+  if (FILE* f = std::fopen(err_file.c_str(), "r")) {
+    std::array<char, 4096> buf{};
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) err.append(buf.data(), n);
+    std::fclose(f);
+  }
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, err};
+}
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+}  // namespace
+
+TEST(Cli, GenerateReproducesPipelineFixture) {
+  auto ref = sana::SafetensorsFile::open(fixture("pipeline_sprint_tiny/expected.safetensors"));
+  sana::test::TempDir dir;
+  int checked = 0;
+  for (const auto& [name, text] : ref->metadata()) {
+    if (name == "format") continue;
+    const auto j = nlohmann::json::parse(text);
+    const auto prompts = j["prompt"].get<std::vector<std::string>>();
+    if (prompts.size() != 1) continue;  // the CLI takes one prompt
+    SCOPED_TRACE(name);
+    const std::string out = dir.file(name + ".png");
+    const int hw = j["hw"].get<int>();
+    const CliRun r = run_cli("generate -m " + fixture("pipeline_sprint_tiny") + " -p " + quoted(prompts[0]) +
+                          " -s " + std::to_string(j["seed"].get<int>()) + " --steps " +
+                          std::to_string(j["steps"].get<int>()) + " -W " + std::to_string(hw) + " -H " +
+                          std::to_string(hw) + " --no-resolution-binning -o " + out);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    std::map<std::string, std::string> chunks;
+    const at::Tensor png = sana::load_png(out, &chunks);
+    const at::Tensor expected = ref->get(name + ".image")[0];
+    const at::Tensor diff = (at::round(png * 255) - at::round(expected * 255)).abs();
+    EXPECT_LE(diff.max().item<float>(), 1.0f);
+    EXPECT_NE(chunks["parameters"].find("Seed: " + std::to_string(j["seed"].get<int>())), std::string::npos);
+    EXPECT_NE(chunks["parameters"].find(prompts[0]), std::string::npos);
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
+}
+
+TEST(Cli, ClearOneLineErrors) {
+  const std::string m = " -m " + fixture("pipeline_sprint_tiny");
+  struct Case {
+    std::string args, expect;
+  } cases[] = {
+      {"generate -m /no/such/dir -p x", "/no/such/dir does not exist"},
+      {"generate" + m + " -p x -W 30 --no-resolution-binning", "multiples of the VAE factor"},
+      {"generate" + m + " -p x --steps 0", "--steps must be at least 1"},
+      {"generate" + m + " -p x --steps two", "--steps"},
+      {"generate" + m + " -p x --dtype int8", "--dtype"},
+      {"generate" + m + " -p x -o out.jpg", ".png"},
+      {"generate" + m + " -p x --steps 2 --timesteps 1.5,0", "--timesteps"},
+      {"generate -m " + fixture("transformer_sprint_tiny") + " -p x", "model_index.json"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    const CliRun r = run_cli(c.args);
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.err.find("sana-sprint: error:"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
+  }
+}
