@@ -16,11 +16,12 @@ at::Tensor activate(const std::string& act, const at::Tensor& x) {
   return at::gelu(x);
 }
 
-// RMSNorm over the channel dim of [B, C, H, W]: on the channels-last view, where channels are contiguous.
-at::Tensor channel_norm(const nn::RMSNorm& norm, const at::Tensor& x) {
-  return norm.forward(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
-}
+// RMSNorm over the channel dim of [B, C, H, W] (either memory layout).
+at::Tensor channel_norm(const nn::RMSNorm& norm, const at::Tensor& x) { return norm.forward_dim(x, 1); }
 
+// Layouts: the 3x3 convolutions of the high-resolution stages run fastest on NCHW (oneDNN/im2col at ~sgemm speed,
+// 1.4-1.8x faster than channels-last here), the attention blocks work on channels-last tokens. Each EfficientViT
+// block converts in and out; at the resolutions where those blocks sit the copies are cheap.
 at::Tensor channels_last(const at::Tensor& x) { return x.contiguous(at::MemoryFormat::ChannelsLast); }
 
 std::shared_ptr<DCBlock> make_block(const std::string& type, int64_t channels, int64_t head_dim, const std::string& act,
@@ -98,10 +99,10 @@ DCEfficientViTBlock::DCEfficientViTBlock(int64_t c, int64_t head_dim, const std:
 }
 
 at::Tensor DCEfficientViTBlock::forward(const at::Tensor& x_in) const {
-  const at::Tensor x = channels_last(attn->forward(x_in));
+  const at::Tensor x = channels_last(attn->forward(channels_last(x_in)));
   const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const at::Tensor tokens = x.permute({0, 2, 3, 1}).reshape({B, H * W, C});
-  return (conv_out->forward_tokens(tokens, H, W) + tokens).view({B, H, W, C}).permute({0, 3, 1, 2});
+  return (conv_out->forward_tokens(tokens, H, W) + tokens).view({B, H, W, C}).permute({0, 3, 1, 2}).contiguous();
 }
 
 DCUpBlock2d::DCUpBlock2d(int64_t cin, int64_t cout, bool interpolate_, bool shortcut_, const at::TensorOptions& options)
@@ -158,7 +159,7 @@ DCEncoder::DCEncoder(const AutoencoderDCConfig& c, const at::TensorOptions& opti
 }
 
 at::Tensor DCEncoder::forward(const at::Tensor& image) const {
-  at::Tensor x = channels_last(image);
+  at::Tensor x = image.contiguous();
   x = conv_in ? conv_in->forward(x) : conv_in_block->forward(x);
   for (const auto& stage : *down_blocks)
     for (const auto& block : *stage) x = block->forward(x);
@@ -193,7 +194,7 @@ DCDecoder::DCDecoder(const AutoencoderDCConfig& c, const at::TensorOptions& opti
 }
 
 at::Tensor DCDecoder::forward(const at::Tensor& z_in) const {
-  const at::Tensor z = channels_last(z_in);
+  const at::Tensor z = z_in.contiguous();
   at::Tensor x = conv_in->forward(z);
   if (in_shortcut_repeats > 0) x = x + z.repeat_interleave(in_shortcut_repeats, 1);
   for (size_t i = up_blocks->size(); i-- > 0;)

@@ -34,14 +34,16 @@ RMSNorm::RMSNorm(int64_t dim, double eps_, bool elementwise_affine, bool has_bia
   }
 }
 
-at::Tensor RMSNorm::forward(const at::Tensor& x) const {
+at::Tensor RMSNorm::forward_dim(const at::Tensor& x, int64_t dim) const {
   const at::Tensor xf = x.to(at::kFloat);
-  at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(dim, /*keepdim=*/true) + eps);
   if (!weight.defined()) return y.to(x.scalar_type());
   // diffusers: half-precision weights see the normalised value in their own dtype first.
   if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16) y = y.to(weight.scalar_type());
-  y = y * weight;
-  if (bias.defined()) y = y + bias;
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[dim < 0 ? dim + x.dim() : dim] = weight.size(0);
+  y = y * weight.view(shape);
+  if (bias.defined()) y = y + bias.view(shape);
   return y;
 }
 

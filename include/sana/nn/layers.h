@@ -37,7 +37,9 @@ class Conv2d : public Module {
 class RMSNorm : public Module {
  public:
   RMSNorm(int64_t dim, double eps, bool elementwise_affine, bool bias, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x) const;
+  at::Tensor forward(const at::Tensor& x) const { return forward_dim(x, -1); }
+  // The same over dimension `dim` (e.g. 1 = channels of an NCHW tensor, without moving them last).
+  at::Tensor forward_dim(const at::Tensor& x, int64_t dim) const;
   at::Tensor weight, bias;
   double eps;
 };
