@@ -2,6 +2,8 @@
 // prompt embeddings, schedule, noise, every step's x0, the decoded image (float <= 1e-4, uint8 within 1/255).
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+
 #include "sana/error.h"
 #include "sana/pipeline/sana_sprint.h"
 #include "test_util.h"
@@ -110,4 +112,24 @@ TEST(Pipeline, MissingComponentIsNamed) {
   } catch (const sana::Error& e) {
     EXPECT_NE(std::string(e.what()).find("tokenizer/"), std::string::npos) << e.what();
   }
+}
+
+TEST(Tokenizer, FastTokenizerOnlyIsAClearError) {
+  sana::test::TempDir dir;
+  std::ofstream(dir.file("tokenizer.json")) << "{}";
+  try {
+    sana::GemmaTokenizer::from_pretrained(dir.path().string());
+    FAIL();
+  } catch (const sana::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tokenizer.model"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Tokenizer, EncodesWithBosAndRoundTrips) {
+  const auto tok = sana::GemmaTokenizer::from_pretrained(fixture("pipeline_sprint_tiny/tokenizer"));
+  const auto ids = tok.encode("a red circle above a blue square");
+  ASSERT_GT(ids.size(), 2u);
+  EXPECT_EQ(ids[0], tok.bos_id());
+  EXPECT_EQ(tok.decode(std::vector<int>(ids.begin() + 1, ids.end())), "a red circle above a blue square");
 }

@@ -1,5 +1,6 @@
 #include "sana/models/dcae.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "sana/error.h"
@@ -273,6 +274,35 @@ at::Tensor AutoencoderDC::decode_tiled(const at::Tensor& latent, const TiledDeco
     if (ys + std::min<int64_t>(o.tile_latent, h - ys) >= h) break;
   }
   return (out / weight_sum).to(dtype());
+}
+
+double dcae_decoder_flops(const AutoencoderDCConfig& c, int64_t h, int64_t w) {
+  const auto& ch = c.decoder_block_out_channels;
+  const auto& layers = c.decoder_layers_per_block;
+  const size_t n = ch.size();
+  const double d = c.attention_head_dim;
+  auto conv = [](double cin, double cout, double k, double hw) { return 2.0 * k * k * cin * cout * hw; };
+  double total = conv(c.latent_channels, ch[n - 1], 3, static_cast<double>(h) * w);
+  for (size_t i = n; i-- > 0;) {
+    const double hw = static_cast<double>(h) * w * std::pow(4.0, static_cast<double>(n - 1 - i));
+    const double C = ch[i];
+    if (i + 1 < n && layers[i] > 0) total += conv(ch[i + 1], C, 3, hw);
+    for (int l = 0; l < layers[i]; ++l) {
+      if (c.decoder_block_types[i] == "ResBlock") {
+        total += 2 * conv(C, C, 3, hw);
+        continue;
+      }
+      const double S = c.decoder_qkv_multiscales[i].size();  // groups of d channels: (1 + S) C / d
+      total += 3 * conv(C, C, 1, hw);                                             // q, k, v
+      for (int k : c.decoder_qkv_multiscales[i]) total += 2.0 * k * k * 3 * C * hw + 2.0 * 3 * C * d * hw;
+      total += (1 + S) * C / d * 4.0 * hw * d * (d + 1);                          // linear attention, all groups
+      total += conv((1 + S) * C, C, 1, hw);                                        // to_out
+      total += conv(C, 8 * C, 1, hw) + 2.0 * 9 * 8 * C * hw + conv(4 * C, C, 1, hw);  // GLUMBConv
+    }
+  }
+  const double out_ch = layers[0] > 0 ? ch[0] : ch[1];
+  total += conv(out_ch, c.in_channels, 3, static_cast<double>(h) * w * std::pow(4.0, static_cast<double>(n - 1)));
+  return total;
 }
 
 }  // namespace sana

@@ -132,4 +132,8 @@ class AutoencoderDC : public nn::Module {
   AutoencoderDCConfig cfg_;
 };
 
+// Multiply-adds x2 of one decoder forward for a [1, latent, h, w] latent (convolutions, projections, attention
+// products; elementwise work not counted), for GFLOP/s figures.
+double dcae_decoder_flops(const AutoencoderDCConfig& cfg, int64_t h, int64_t w);
+
 }  // namespace sana
