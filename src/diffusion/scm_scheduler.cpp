@@ -8,6 +8,8 @@ namespace sana {
 
 const at::Tensor& SCMScheduler::set_timesteps(const SCMTimestepOptions& o) {
   if (o.steps < 1) throw Error("--steps must be at least 1, got " + std::to_string(o.steps));
+  if (!(o.max_timesteps > 0 && o.max_timesteps <= 1.6))
+    throw Error("--max-timesteps: " + std::to_string(o.max_timesteps) + " is outside (0, pi/2]");
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
   if (!o.timesteps.empty()) {
     if (static_cast<int>(o.timesteps.size()) != o.steps + 1)
@@ -27,8 +29,6 @@ const at::Tensor& SCMScheduler::set_timesteps(const SCMTimestepOptions& o) {
   } else {
     timesteps_ = at::linspace(o.max_timesteps, 0.0, o.steps + 1, f32);
   }
-  if (!(o.max_timesteps > 0 && o.max_timesteps <= 1.6))
-    throw Error("--max-timesteps: " + std::to_string(o.max_timesteps) + " is outside (0, pi/2]");
   return timesteps_;
 }
 

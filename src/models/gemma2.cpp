@@ -32,8 +32,9 @@ Gemma2RMSNorm::Gemma2RMSNorm(int64_t dim, double eps_, const at::TensorOptions& 
 }
 
 at::Tensor Gemma2RMSNorm::forward(const at::Tensor& x) const {
-  const at::Tensor xf = x.to(at::kFloat);
-  const at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps) * (1.0 + weight.to(at::kFloat));
+  const auto acc = nn::accumulation_dtype(x.scalar_type());
+  const at::Tensor xf = x.to(acc);
+  const at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps) * (1.0 + weight.to(acc));
   return y.to(x.scalar_type());
 }
 
@@ -141,7 +142,6 @@ at::Tensor Gemma2Model::forward(const at::Tensor& input_ids, const at::Tensor& a
 
   // Additive masks: causal + key padding (global layers); + sliding window (even layers). Masked logits get the
   // dtype's lowest value, as in the reference.
-  const auto bopts = at::TensorOptions().dtype(at::kBool).device(dev);
   const at::Tensor i = at::arange(L, f32.dtype(at::kLong)).view({L, 1}), j = at::arange(L, f32.dtype(at::kLong)).view({1, L});
   at::Tensor blocked = (j > i).view({1, 1, L, L}).expand({B, 1, L, L});
   if (attention_mask.defined()) {
@@ -158,7 +158,7 @@ at::Tensor Gemma2Model::forward(const at::Tensor& input_ids, const at::Tensor& a
   const at::Tensor global_bias = to_bias(blocked);
   at::Tensor sliding_bias = global_bias;
   if (cfg_.sliding_window && *cfg_.sliding_window < L)
-    sliding_bias = to_bias(blocked.logical_or(((i - j) >= *cfg_.sliding_window).view({1, 1, L, L}).to(bopts.device())));
+    sliding_bias = to_bias(blocked.logical_or(((i - j) >= *cfg_.sliding_window).view({1, 1, L, L})));
 
   for (size_t k = 0; k < layers->size(); ++k)
     h = (*layers)[k].forward(h, cos, sin, k % 2 == 0 ? sliding_bias : global_bias);

@@ -35,7 +35,7 @@ RMSNorm::RMSNorm(int64_t dim, double eps_, bool elementwise_affine, bool has_bia
 }
 
 at::Tensor RMSNorm::forward_dim(const at::Tensor& x, int64_t dim) const {
-  const at::Tensor xf = x.to(at::kFloat);
+  const at::Tensor xf = x.to(accumulation_dtype(x.scalar_type()));
   at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(dim, /*keepdim=*/true) + eps);
   if (!weight.defined()) return y.to(x.scalar_type());
   // diffusers: half-precision weights see the normalised value in their own dtype first.
@@ -74,9 +74,9 @@ TimestepEmbedding::TimestepEmbedding(int64_t in_channels, int64_t dim, const at:
 
 at::Tensor timestep_sinusoids(const at::Tensor& t, int64_t dim) {
   const int64_t half = dim / 2;
-  const auto f32 = t.options().dtype(at::kFloat);
-  const at::Tensor freqs = at::exp(at::arange(half, f32) * (-std::log(10000.0) / static_cast<double>(half)));
-  const at::Tensor args = t.reshape({-1, 1}).to(at::kFloat) * freqs.unsqueeze(0);
+  const auto acc = t.options().dtype(accumulation_dtype(t.scalar_type()));
+  const at::Tensor freqs = at::exp(at::arange(half, acc) * (-std::log(10000.0) / static_cast<double>(half)));
+  const at::Tensor args = t.reshape({-1, 1}).to(acc.dtype()) * freqs.unsqueeze(0);
   return at::cat({at::cos(args), at::sin(args)}, -1);
 }
 

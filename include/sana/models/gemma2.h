@@ -64,7 +64,6 @@ class Gemma2Model : public nn::Module {
   const Gemma2Config& config() const { return cfg_; }
   at::ScalarType dtype() const { return embed_tokens.scalar_type(); }
 
-  at::Tensor embed_tokens_weight() const { return embed_tokens; }
   std::shared_ptr<nn::ModuleList<Gemma2DecoderLayer>> layers;
   std::shared_ptr<Gemma2RMSNorm> norm;
 

@@ -12,6 +12,10 @@ namespace sana::nn {
 
 using torch::nn::Module;
 
+// The dtype of sums and norms: fp32 for fp32 and half types (half sums overflow), fp64 stays fp64 (float64 runs are
+// the reference for derivative checks).
+inline at::ScalarType accumulation_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
 // y = x W^T + b, W [out, in].
 class Linear : public Module {
  public:
@@ -32,7 +36,8 @@ class Conv2d : public Module {
   int64_t stride, padding, groups;
 };
 
-// diffusers RMSNorm over the last dim: y = x * rsqrt(mean(x^2) + eps) computed in fp32, then * weight (+ bias).
+// diffusers RMSNorm over the last dim: y = x * rsqrt(mean(x^2) + eps) computed in fp32 (fp64 stays fp64), then
+// * weight (+ bias).
 // (The plain weight, not 1 + weight as in Gemma.)
 class RMSNorm : public Module {
  public:
@@ -82,17 +87,13 @@ class ModuleList : public Module {
 };
 
 // diffusers Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0): for k < dim/2,
-// f_k = exp(-ln(10000) k / (dim/2)); returns [cos(t f), sin(t f)] in fp32, shape [B, dim].
+// f_k = exp(-ln(10000) k / (dim/2)); returns [cos(t f), sin(t f)] in fp32 (fp64 for fp64 t), shape [B, dim].
 at::Tensor timestep_sinusoids(const at::Tensor& t, int64_t dim = 256);
 
 // LayerNorm over the last dim without affine parameters.
 inline at::Tensor layer_norm(const at::Tensor& x, double eps) {
   return at::layer_norm(x, {x.size(-1)}, {}, {}, eps);
 }
-
-// Accumulation dtype for attention sums: fp32 for half types and fp32 (their sums overflow half precision), fp64 stays
-// fp64 (float64 runs are the reference for derivative checks).
-inline at::ScalarType accumulation_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 // ReLU linear attention (SANA, no softmax, no scale) on token tensors q, k, v [B, N, heads*d], accumulated in
 // fp32 (fp64 for fp64 inputs): out_n = sum_m v_m (k_m . q_n) / (sum_m k_m . q_n + eps). q and k must already be ReLU'd.
