@@ -185,7 +185,7 @@ std::shared_ptr<SanaTransformer2DModel> SanaTransformer2DModel::from_pretrained(
   return model;
 }
 
-at::Tensor SanaTransformer2DModel::forward(const SanaTransformerInputs& in) const {
+at::Tensor SanaTransformer2DModel::forward(const SanaTransformerInputs& in, SanaTransformerAux* aux) const {
   const auto dt = dtype();
   const at::Tensor& hs = in.hidden_states;
   if (!hs.defined() || hs.dim() != 4 || hs.size(1) != cfg_.in_channels)
@@ -232,10 +232,20 @@ at::Tensor SanaTransformer2DModel::forward(const SanaTransformerInputs& in) cons
   const auto [mod, cond] = time_embed->forward(timestep, guidance, dt);
   const at::Tensor context = caption_norm->forward(caption_projection->forward(ctx_in.to(dt)));
 
+  if (aux) {
+    aux->embedded_timestep = cond;
+    aux->block_features.assign(aux->block_ids.size(), at::Tensor());
+    for (int id : aux->block_ids)
+      if (id < 0 || id >= cfg_.num_layers)
+        throw Error("transformer: feature block id " + std::to_string(id) + " outside 0.." + std::to_string(cfg_.num_layers - 1));
+  }
   const auto& residuals = in.controlnet_block_samples;
   for (size_t k = 0; k < transformer_blocks->size(); ++k) {
     x = (*transformer_blocks)[k].forward(x, mod, context, key_bias, h, w);
     if (k >= 1 && k <= residuals.size()) x = x + residuals[k - 1].to(dt);
+    if (aux)
+      for (size_t j = 0; j < aux->block_ids.size(); ++j)
+        if (aux->block_ids[j] == static_cast<int>(k)) aux->block_features[j] = x;
   }
 
   // Final adaLN: rows of scale_shift_table are (shift, scale).

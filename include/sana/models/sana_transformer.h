@@ -83,6 +83,14 @@ struct SanaTransformerInputs {
   std::vector<at::Tensor> controlnet_block_samples;
 };
 
+// Optional extra outputs of a forward, for training: the embedded timestep (the adaptive-logvar head's input) and the
+// outputs of chosen blocks (the LADD discriminator's features).
+struct SanaTransformerAux {
+  std::vector<int> block_ids;              // in: 0-based blocks whose outputs to keep
+  std::vector<at::Tensor> block_features;  // out: [B, N, D] per id, in block_ids order
+  at::Tensor embedded_timestep;            // out: [B, D]
+};
+
 class SanaTransformer2DModel : public nn::Module {
  public:
   SanaTransformer2DModel(const SanaTransformerConfig& cfg, const at::TensorOptions& options);
@@ -92,7 +100,7 @@ class SanaTransformer2DModel : public nn::Module {
                                                                  const at::TensorOptions& options);
 
   // Returns the prediction [B, out_channels, H, W] in the model dtype.
-  at::Tensor forward(const SanaTransformerInputs& in) const;
+  at::Tensor forward(const SanaTransformerInputs& in, SanaTransformerAux* aux = nullptr) const;
 
   const SanaTransformerConfig& config() const { return cfg_; }
   at::ScalarType dtype() const { return scale_shift_table.scalar_type(); }
