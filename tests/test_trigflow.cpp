@@ -3,6 +3,7 @@
 #include <cmath>
 #include <set>
 
+#include "sana/diffusion/flow_sampler.h"
 #include "sana/diffusion/trigflow.h"
 #include "test_util.h"
 
@@ -70,4 +71,62 @@ TEST(TrigFlow, ReproducesPipelineStepPredictions) {
       x = ref->get(step + ".prev_sample");  // the next step starts from the reference latent
     }
   }
+}
+
+namespace {
+
+// A flow model: the tiny SANA teacher fixture (no guidance embedding) with fixed text, in float64.
+struct FlowTeacher {
+  std::shared_ptr<sana::SanaTransformer2DModel> model =
+      sana::SanaTransformer2DModel::from_pretrained(sana::test::fixture("transformer_sana_tiny"), at::kDouble);
+  std::shared_ptr<const sana::SafetensorsFile> io =
+      sana::SafetensorsFile::open(sana::test::fixture("transformer_sana_tiny/io.safetensors"));
+  sana::FlowVelocityFn velocity = [this](const at::Tensor& x_s, const at::Tensor& s) {
+    sana::SanaTransformerInputs in;
+    in.hidden_states = x_s;
+    in.encoder_hidden_states = io->get("case0.encoder_hidden_states").to(at::kDouble);
+    in.encoder_attention_mask = io->get("case0.encoder_attention_mask");
+    in.timestep = s;
+    return model->forward(in);
+  };
+};
+
+}  // namespace
+
+// Training-free transform (ALGORITHM.md §1.2): the TrigFlow view of a flow model predicts the same x0 as the flow
+// model at matched times: x0_flow = x_s - s v(x_s, s) with x_s = x_hat / (sin t + cos t), s = sin t / (sin t + cos t).
+TEST(TrigFlow, SameX0PredictionAsTheFlowModel) {
+  FlowTeacher teacher;
+  at::manual_seed(5);
+  const double sd = 0.5;
+  const at::Tensor x_t = at::randn({2, 4, 8, 8}, at::kDouble) * sd, t = at::tensor({0.35, 1.25}, at::kDouble);
+  const at::Tensor F = sana::trigflow_from_flow(teacher.velocity, x_t / sd, t);
+  const at::Tensor x0_trig = sana::trigflow_predict_x0(x_t, t, F, sd) / sd;  // in unit-variance units
+  const at::Tensor s = sana::trigflow_to_flow_time(t);
+  const at::Tensor x_s = x_t / sd / (at::sin(t) + at::cos(t)).view({-1, 1, 1, 1});
+  const at::Tensor x0_flow = x_s - s.view({-1, 1, 1, 1}) * teacher.velocity(x_s, s);
+  EXPECT_CLOSE(x0_trig, x0_flow, 1e-10);
+}
+
+// ... and a first-order TrigFlow ODE solver on the wrapped model retraces the flow Euler sampler at matched times,
+// so both give the same image.
+TEST(TrigFlow, OdeSamplerMatchesFlowEuler) {
+  FlowTeacher teacher;
+  at::manual_seed(6);
+  const double sd = 0.5;
+  const at::Tensor noise = at::randn({2, 4, 8, 8}, at::kDouble);
+  const int steps = 6;
+  // Flow times s_i = 1 - i/steps; matched TrigFlow times t_i = atan(s_i / (1 - s_i)) (t = pi/2 at s = 1).
+  std::vector<double> ts;
+  for (int i = 0; i <= steps; ++i) {
+    const double s = 1.0 - static_cast<double>(i) / steps;
+    ts.push_back(s >= 1 ? M_PI / 2 : std::atan(s / (1 - s)));
+  }
+  const at::Tensor flow = sana::sample_flow(teacher.velocity, noise, {steps, "euler", 1.0});
+  const sana::TrigFlowFn F = [&](const at::Tensor& x_hat, const at::Tensor& t) {
+    return sana::trigflow_from_flow(teacher.velocity, x_hat, t);
+  };
+  // At t = pi/2, x_t = sigma_d * noise; at t = 0 the TrigFlow latent is sigma_d * x0.
+  const at::Tensor trig = sana::sample_trigflow_ode(F, sd * noise, at::tensor(ts, at::kDouble), sd) / sd;
+  EXPECT_CLOSE(trig, flow, 1e-9);
 }

@@ -6,7 +6,8 @@
 
 namespace sana {
 
-at::Tensor flow_timesteps(int steps, double shift) {
+namespace {
+std::vector<double> flow_times(int steps, double shift) {
   if (steps < 1) throw Error("--steps must be at least 1, got " + std::to_string(steps));
   if (!(shift > 0)) throw Error("flow shift must be positive");
   std::vector<double> s(steps + 1);
@@ -14,21 +15,27 @@ at::Tensor flow_timesteps(int steps, double shift) {
     const double u = 1.0 - static_cast<double>(i) / steps;
     s[i] = shift * u / (1.0 + (shift - 1.0) * u);
   }
-  return at::tensor(s, at::kDouble).to(at::kFloat);
+  return s;
+}
+}  // namespace
+
+at::Tensor flow_timesteps(int steps, double shift) {
+  return at::tensor(flow_times(steps, shift), at::kDouble).to(at::kFloat);
 }
 
 at::Tensor sample_flow(const FlowVelocityFn& velocity, at::Tensor x, const FlowSampleOptions& o,
                        const std::function<void(int, double)>& on_step) {
   if (o.solver != "euler" && o.solver != "dpm++2m")
     throw Error("--solver: '" + o.solver + "' is not euler or dpm++2m");
-  const at::Tensor ts = flow_timesteps(o.steps, o.shift);
+  const std::vector<double> ts = flow_times(o.steps, o.shift);
   const int64_t B = x.size(0);
   at::Tensor x0_prev;
   double h_prev = 0;
   for (int i = 0; i < o.steps; ++i) {
-    const double s = ts[i].item<double>(), s_next = ts[i + 1].item<double>();
+    const double s = ts[i], s_next = ts[i + 1];
     if (on_step) on_step(i, s);
-    const at::Tensor v = velocity(x, at::full({B}, s, x.options().dtype(at::kFloat))).to(x.scalar_type());
+    // Times in the latent's dtype (float32 for the usual fp32 latents; float64 runs stay exact).
+    const at::Tensor v = velocity(x, at::full({B}, s, x.options())).to(x.scalar_type());
     if (o.solver == "euler") {
       x = x + (s_next - s) * v;
       continue;

@@ -37,4 +37,14 @@ at::Tensor SanaTrigFlow::forward(const at::Tensor& x_hat, const at::Tensor& t, c
       x_hat, t);
 }
 
+at::Tensor sample_trigflow_ode(const TrigFlowFn& F, at::Tensor x, const at::Tensor& timesteps, double sigma_data) {
+  const int64_t B = x.size(0);
+  for (int64_t i = 0; i + 1 < timesteps.size(0); ++i) {
+    const double t = timesteps[i].item<double>(), t_next = timesteps[i + 1].item<double>();
+    const at::Tensor f = F(x / sigma_data, at::full({B}, t, x.options())).to(x.scalar_type());
+    x = std::cos(t - t_next) * x - std::sin(t - t_next) * sigma_data * f;
+  }
+  return x;
+}
+
 }  // namespace sana

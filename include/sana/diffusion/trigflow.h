@@ -46,4 +46,13 @@ class SanaTrigFlow {
   std::shared_ptr<SanaTransformer2DModel> backbone_;
 };
 
+// TrigFlow model F(x_hat, t) with t of shape [B].
+using TrigFlowFn = std::function<at::Tensor(const at::Tensor& x_hat, const at::Tensor& t)>;
+
+// Deterministic first-order TrigFlow ODE solver (DDIM in TrigFlow form) over `timesteps` (decreasing, last 0):
+//   x0 = cos t x_t - sin t sigma_d F,  eps = sin t x_t + cos t sigma_d F,  x_t' = cos t' x0 + sin t' eps
+// (= cos(t - t') x_t - sin(t - t') sigma_d F). `x` is x_t at timesteps[0] in sigma_d units. At matched times it
+// takes exactly the flow Euler sampler's steps, for a flow model wrapped by trigflow_from_flow.
+at::Tensor sample_trigflow_ode(const TrigFlowFn& F, at::Tensor x, const at::Tensor& timesteps, double sigma_data);
+
 }  // namespace sana
