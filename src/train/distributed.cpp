@@ -1,7 +1,6 @@
 #include "sana/train/distributed.h"
 
 #include <ATen/core/grad_mode.h>
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if defined(USE_C10D_GLOO)
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -11,6 +10,7 @@
 #endif
 
 #include <cstdlib>
+#include <functional>
 
 #include "sana/error.h"
 
@@ -39,10 +39,20 @@ DistEnv dist_env_from_environment() {
   return e;
 }
 
+// The collectives bound to the concrete process group: LibTorch 1.13 derives ProcessGroupGloo/NCCL from
+// ProcessGroup, LibTorch 2.x from Backend; binding the concrete type builds against both.
 struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::function<void(std::vector<at::Tensor>&)> allreduce, broadcast;
+  std::function<void()> barrier;
   at::Device device = at::kCPU;
+
+  template <class PG>
+  void bind(c10::intrusive_ptr<PG> pg) {
+    allreduce = [pg](std::vector<at::Tensor>& t) { pg->allreduce(t)->wait(); };
+    broadcast = [pg](std::vector<at::Tensor>& t) { pg->broadcast(t)->wait(); };
+    barrier = [pg] { pg->barrier()->wait(); };
+  }
 };
 
 DataParallel::DataParallel(const DistEnv& env, const std::string& backend_in, const at::Device& device)
@@ -60,13 +70,13 @@ DataParallel::DataParallel(const DistEnv& env, const std::string& backend_in, co
 #if defined(USE_C10D_GLOO)
     auto opts = c10d::ProcessGroupGloo::Options::create();
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr));
-    impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, env.rank, env.world_size, opts);
+    impl_->bind(c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, env.rank, env.world_size, opts));
 #else
     throw Error("--backend gloo: this build has no Gloo support (configure with -DSANA_WITH_GLOO=ON)");
 #endif
   } else if (backend == "nccl") {
 #if defined(USE_C10D_NCCL)
-    impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, env.rank, env.world_size);
+    impl_->bind(c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, env.rank, env.world_size));
 #else
     throw Error("--backend nccl: this build has no NCCL support (needs a CUDA LibTorch)");
 #endif
@@ -83,7 +93,7 @@ void DataParallel::average_gradients(const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> grads;
   for (const auto& p : params) grads.push_back(p.grad().defined() ? p.grad().flatten() : at::zeros({p.numel()}, p.options()));
   std::vector<at::Tensor> flat = {at::cat(grads)};
-  impl_->pg->allreduce(flat)->wait();
+  impl_->allreduce(flat);
   flat[0].div_(env_.world_size);
   int64_t offset = 0;
   for (const auto& p : params) {
@@ -99,19 +109,19 @@ void DataParallel::broadcast_parameters(const std::vector<at::Tensor>& params) {
   at::NoGradGuard no_grad;
   for (const auto& p : params) {
     std::vector<at::Tensor> t = {p.detach()};
-    impl_->pg->broadcast(t)->wait();
+    impl_->broadcast(t);
   }
 }
 
 double DataParallel::all_reduce_sum(double value) {
   if (!env_.distributed()) return value;
   std::vector<at::Tensor> t = {at::full({1}, value, at::TensorOptions().dtype(at::kDouble).device(impl_->device))};
-  impl_->pg->allreduce(t)->wait();
+  impl_->allreduce(t);
   return t[0].item<double>();
 }
 
 void DataParallel::barrier() {
-  if (env_.distributed()) impl_->pg->barrier()->wait();
+  if (env_.distributed()) impl_->barrier();
 }
 
 }  // namespace sana
