@@ -123,6 +123,7 @@ int run_generate(GenerateArgs a) {
 int main(int argc, char** argv) {
   CLI::App app{"sana-sprint: SANA-Sprint one-step text-to-image in C++ (LibTorch)"};
   app.require_subcommand(1);
+  app.fallthrough();  // -t/--threads also after the subcommand, as stable-diffusion.cpp users type it
   int threads = 0;
   app.add_option("-t,--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
 
