@@ -35,7 +35,7 @@ std::string shim_path() {
   const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n > 0) {
     exe[n] = '\0';
-    for (const fs::path dir : {fs::path(exe).parent_path(), fs::path(exe).parent_path().parent_path()}) {
+    for (const fs::path& dir : {fs::path(exe).parent_path(), fs::path(exe).parent_path().parent_path()}) {
       const fs::path candidate = dir / "libsana_spm.so";
       if (fs::exists(candidate)) return candidate.string();
     }
