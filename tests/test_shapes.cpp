@@ -83,3 +83,47 @@ TEST(Shapes, PaletteIsWellSeparated) {
       EXPECT_GE(std::sqrt(d), 150.0) << a << " vs " << b;
     }
 }
+
+// ShapesEval: ground-truth renders score >= 0.99 in every category; deliberately wrong images score as wrong.
+#include "sana/shapes/eval.h"
+
+TEST(ShapesEval, GroundTruthRendersScoreAtLeast099) {
+  for (int size : {64, 128}) {
+    EvalReport report;
+    for (int i = 0; i < 300; ++i) {
+      const Scene s = scene_for(11, i);
+      add_result(report, s, check(s, detect(render(s, size))));
+    }
+    SCOPED_TRACE("size " + std::to_string(size) + "\n" + report.to_markdown());
+    for (const auto& [c, v] : report.per_category) EXPECT_GE(report.category_score(c), 0.99) << c;
+    EXPECT_GE(report.overall(), 0.99);
+  }
+}
+
+TEST(ShapesEval, WrongImagesScoreAsWrong) {
+  // Find one scene per category and break it four ways.
+  int checked = 0;
+  for (int i = 0; i < 60; ++i) {
+    const Scene s = scene_for(13, i);
+    ASSERT_TRUE(check(s, detect(render(s, 64)))) << s.caption;
+    Scene wrong_color = s, wrong_shape = s, wrong_count = s;
+    wrong_color.objects[0].color = s.objects[0].color == Color::red ? Color::blue : Color::red;
+    wrong_shape.objects[0].shape = s.objects[0].shape == Shape::circle ? Shape::square : Shape::circle;
+    EXPECT_FALSE(check(s, detect(render(wrong_color, 64)))) << "wrong colour: " << s.caption;
+    if (s.category != Category::counting)  // all objects share one shape there; changing one is a count error too
+      EXPECT_FALSE(check(s, detect(render(wrong_shape, 64)))) << "wrong shape: " << s.caption;
+    wrong_count.objects.pop_back();
+    if (!wrong_count.objects.empty() || s.objects.size() > 1)
+      EXPECT_FALSE(check(s, detect(render(wrong_count, 64)))) << "missing object: " << s.caption;
+    if (s.category == Category::position) {
+      Scene swapped = s;
+      std::swap(swapped.objects[0].cx, swapped.objects[1].cx);
+      std::swap(swapped.objects[0].cy, swapped.objects[1].cy);
+      EXPECT_FALSE(check(s, detect(render(swapped, 64)))) << "wrong position: " << s.caption;
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 60);
+  // A blank image has no objects.
+  EXPECT_TRUE(detect(render(Scene{Category::single_object, {}, Relation::none, ""}, 64)).empty());
+}

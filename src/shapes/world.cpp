@@ -92,7 +92,7 @@ namespace {
 
 const char* const kNumbers[] = {"zero", "one", "two", "three", "four"};
 
-double radius_of(Size s) { return s == Size::small ? 0.09 : 0.16; }
+double radius_of(Size s) { return s == Size::small ? 0.11 : 0.18; }
 
 // Places objects at random without overlap (and inside the frame); returns false if it gave up.
 bool place(std::vector<Object>& objs, Rng& rng) {

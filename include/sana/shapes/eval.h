@@ -1,0 +1,40 @@
+#pragma once
+// ShapesEval: a deterministic analyser that checks an image against the structured description of its prompt.
+//   colour segmentation (nearest palette colour within a distance, else background) -> connected components (with a
+//   minimum area) -> shape from geometry (fill ratio of the bounding box: square ~1, circle ~pi/4, triangle ~1/2,
+//   star ~0.39) -> per-category check, as GenEval does for its categories.
+#include <ATen/ATen.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sana/shapes/world.h"
+
+namespace sana::shapes {
+
+struct Detection {
+  Shape shape;
+  Color color;
+  double cx, cy;  // centroid in [0, 1]
+  int64_t area;   // pixels
+  double fill;    // area / bounding-box area
+};
+
+// Objects found in an image [3, H, W] in [0, 1].
+std::vector<Detection> detect(const at::Tensor& image);
+
+// True when the image shows what the scene's caption asks for (the rule of its category).
+bool check(const Scene& scene, const std::vector<Detection>& found);
+
+struct EvalReport {
+  std::map<std::string, std::pair<int, int>> per_category;  // category -> (correct, total)
+  double category_score(const std::string& category) const;
+  double overall() const;  // mean of the category scores
+  std::string to_json() const;
+  std::string to_markdown() const;
+};
+
+void add_result(EvalReport& report, const Scene& scene, bool correct);
+
+}  // namespace sana::shapes
