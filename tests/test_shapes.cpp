@@ -127,3 +127,11 @@ TEST(ShapesEval, WrongImagesScoreAsWrong) {
   // A blank image has no objects.
   EXPECT_TRUE(detect(render(Scene{Category::single_object, {}, Relation::none, ""}, 64)).empty());
 }
+
+TEST(Shapes, DescriptionRoundTrip) {
+  for (int i = 0; i < 12; ++i) {
+    const Scene s = scene_for(5, i);
+    EXPECT_EQ(Scene::from_json(s.to_json()).to_json(), s.to_json());
+  }
+  EXPECT_ANY_THROW(Scene::from_json("{\"category\": \"nope\"}"));
+}

@@ -252,6 +252,36 @@ at::Tensor render(const Scene& scene, int size) {
   return img;
 }
 
+namespace {
+template <class E>
+E parse_enum(const std::string& text, const std::vector<E>& all, const char* what) {
+  for (E e : all)
+    if (name(e) == text) return e;
+  throw Error(std::string("shapes description: unknown ") + what + " '" + text + "'");
+}
+}  // namespace
+
+Scene Scene::from_json(const std::string& text) {
+  Scene s;
+  try {
+    const auto j = nlohmann::json::parse(text);
+    s.category = parse_enum(j.at("category").get<std::string>(), all_categories(), "category");
+    s.caption = j.at("caption").get<std::string>();
+    s.relation = parse_enum<Relation>(j.at("relation").get<std::string>(),
+                            {Relation::none, Relation::left_of, Relation::right_of, Relation::above, Relation::below},
+                            "relation");
+    for (const auto& o : j.at("objects"))
+      s.objects.push_back({parse_enum(o.at("shape").get<std::string>(), all_shapes(), "shape"),
+                           parse_enum(o.at("color").get<std::string>(), all_colors(), "colour"),
+                           o.at("size").get<std::string>() == "small" ? Size::small : Size::large,
+                           o.at("cx").get<double>(), o.at("cy").get<double>(), o.at("radius").get<double>()});
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("shapes description: ") + e.what());
+  }
+  if (s.objects.empty()) throw Error("shapes description: no objects");
+  return s;
+}
+
 std::string Scene::to_json() const {
   nlohmann::json j;
   j["category"] = name(category);

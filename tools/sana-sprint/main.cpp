@@ -1,5 +1,6 @@
 // sana-sprint: command line front end. Subcommands are thin layers over the library.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "sana/io/safetensors.h"
 #include "sana/pipeline/sana_sprint.h"
 #include "sana/runtime.h"
+#include "sana/shapes/eval.h"
 #include "sana/shapes/world.h"
 
 namespace fs = std::filesystem;
@@ -146,6 +148,34 @@ int run_make_dataset(const std::string& out, int64_t count, int size, uint64_t s
   return 0;
 }
 
+// ---- eval (a folder of images with their descriptions) -----------------------------------------------------------
+int run_eval_folder(const std::string& dir, const std::string& json_out) {
+  if (!fs::is_directory(dir)) throw sana::Error("--images: " + dir + " is not a directory");
+  sana::shapes::EvalReport report;
+  int64_t n = 0;
+  std::vector<fs::path> images;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".png") images.push_back(e.path());
+  std::sort(images.begin(), images.end());
+  for (const auto& png : images) {
+    fs::path desc = png;
+    desc.replace_extension(".json");
+    if (!fs::exists(desc)) throw sana::Error("eval: " + png.string() + " has no description " + desc.string());
+    const auto scene = sana::shapes::Scene::from_json(sana::read_text_file(desc.string()));
+    sana::shapes::add_result(report, scene, sana::shapes::check(scene, sana::shapes::detect(sana::load_png(png.string()))));
+    ++n;
+  }
+  if (n == 0) throw sana::Error("eval: no .png images in " + dir);
+  std::cout << report.to_markdown();
+  if (!json_out.empty()) {
+    const std::string tmp = json_out + ".tmp";
+    std::ofstream(tmp) << report.to_json() << "\n";
+    fs::rename(tmp, json_out);
+  }
+  note("scored " + std::to_string(n) + " images: overall " + c10::str(report.overall()));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -194,6 +224,11 @@ int main(int argc, char** argv) {
   make->add_option("--size", ds_size, "image size in pixels")->capture_default_str();
   make->add_option("-s,--seed", ds_seed, "seed of the scene stream")->capture_default_str();
 
+  auto* eval = app.add_subcommand("eval", "ShapesEval: score images against their structured descriptions");
+  std::string eval_images, eval_json;
+  eval->add_option("--images", eval_images, "folder of NNNNNNN.png with NNNNNNN.json descriptions")->required();
+  eval->add_option("--json", eval_json, "also write the report as JSON here");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -209,6 +244,7 @@ int main(int argc, char** argv) {
     if (*inspect) return run_inspect(inspect_path);
     if (*gen) return run_generate(g);
     if (*make) return run_make_dataset(ds_out, ds_count, ds_size, ds_seed);
+    if (*eval) return run_eval_folder(eval_images, eval_json);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sana-sprint: error: %s\n", e.what());
     return 1;

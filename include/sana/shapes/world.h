@@ -43,6 +43,7 @@ struct Scene {
   Relation relation = Relation::none;  // position: objects[0] <relation> objects[1]
   std::string caption;
   std::string to_json() const;  // the structured description
+  static Scene from_json(const std::string& text);  // inverse of to_json; Error on a malformed description
 };
 
 // Deterministic 64-bit generator (splitmix64): the same numbers on every platform and standard library.
