@@ -24,20 +24,6 @@ using namespace sana;
 
 namespace {
 
-template <class F>
-std::vector<double> time_runs(int runs, const at::Device& device, F&& f) {
-  f();  // warm-up
-  synchronize(device);
-  std::vector<double> t;
-  for (int r = 0; r < runs; ++r) {
-    const double t0 = bench::now_seconds();
-    f();
-    synchronize(device);
-    t.push_back(bench::now_seconds() - t0);
-  }
-  return t;
-}
-
 // Prints one stage; the sgemm rate is measured right after it, so the ratio compares like with like on a machine
 // whose speed drifts.
 void report(const char* what, const std::vector<double>& t, double gflop, const at::Device& device) {
@@ -105,7 +91,7 @@ int main(int argc, char** argv) {
       am.narrow(1, 0, real).fill_(1);
       ids.narrow(1, real, L - real).fill_(0);
       at::Tensor hidden;
-      const auto t = time_runs(runs, device, [&] { hidden = te.forward(ids.to(device), am.to(device)); });
+      const auto t = bench::time_runs(runs, device, [&] { hidden = te.forward(ids.to(device), am.to(device)); });
       report(("text encoder (1 prompt, " + std::to_string(L) + " tokens)").c_str(), t, gemma2_flops(cfg, 1, L) / 1e9,
              device);
       const at::Tensor index = at::cat({at::zeros({1}, at::kLong), at::arange(L - 299, L, at::kLong)}).to(device);
@@ -132,7 +118,7 @@ int main(int argc, char** argv) {
         const int64_t lat = size / 32;
         const at::Tensor x = at::randn({1, tcfg.in_channels, lat, lat}).to(device);
         const at::Tensor t = at::full({1}, 1.5708f, at::TensorOptions().device(device));
-        const auto times = time_runs(runs, device, [&] { model.forward(x, t, cond); });
+        const auto times = bench::time_runs(runs, device, [&] { model.forward(x, t, cond); });
         report(("transformer step " + std::to_string(size) + "^2").c_str(), times,
                sana_transformer_flops(tcfg, 1, lat, lat, 300) / 1e9, device);
       }
@@ -150,7 +136,7 @@ int main(int argc, char** argv) {
       for (int size : sizes) {
         const int64_t lat = size / vcfg.spatial_factor();
         const at::Tensor z = at::randn({1, vcfg.latent_channels, lat, lat}).to(opts);
-        const auto times = time_runs(runs, device, [&] { tiled ? vae.decode_tiled(z) : vae.decode(z); });
+        const auto times = bench::time_runs(runs, device, [&] { tiled ? vae.decode_tiled(z) : vae.decode(z); });
         report(("vae decode " + std::to_string(size) + "^2" + (tiled ? " (tiled)" : "")).c_str(), times,
                tiled ? 0.0 : dcae_decoder_flops(vcfg, lat, lat) / 1e9, device);
       }

@@ -62,15 +62,7 @@ int main(int argc, char** argv) {
       in.timestep = at::full({batch}, 0.7f, at::TensorOptions().device(device));
       if (cfg.guidance_embeds) in.guidance = at::full({batch}, 0.45f, at::TensorOptions().device(device));
 
-      model.forward(in);  // warm-up
-      synchronize(device);
-      std::vector<double> times;
-      for (int r = 0; r < runs; ++r) {
-        const double t0 = bench::now_seconds();
-        model.forward(in);
-        synchronize(device);
-        times.push_back(bench::now_seconds() - t0);
-      }
+      const auto times = bench::time_runs(runs, device, [&] { model.forward(in); });
       const double sec = bench::median(times);
       const double gflop = sana_transformer_flops(cfg, batch, lat, lat, tokens) / 1e9;
       const double sgemm = device.is_cpu() ? bench::sgemm_gflops() : 0.0;

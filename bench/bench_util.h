@@ -1,7 +1,11 @@
 #pragma once
 // Shared pieces of the benchmark programs: timing, peak memory, the machine's sgemm rate.
+#include <ATen/ATen.h>
+
 #include <string>
 #include <vector>
+
+#include "sana/runtime.h"
 
 namespace sana::bench {
 
@@ -13,5 +17,20 @@ double peak_rss_mib();
 // LibTorch thread setting: the yardstick for "fraction of the machine's sgemm".
 double sgemm_gflops(int n = 2048, int reps = 5);
 std::string machine_summary();  // CPU model, cores, LibTorch threads
+
+// Runs f once as a warm-up, then `runs` timed times (waiting for the device each time); returns seconds per run.
+template <class F>
+std::vector<double> time_runs(int runs, const at::Device& device, F&& f) {
+  f();
+  synchronize(device);
+  std::vector<double> t;
+  for (int r = 0; r < runs; ++r) {
+    const double t0 = now_seconds();
+    f();
+    synchronize(device);
+    t.push_back(now_seconds() - t0);
+  }
+  return t;
+}
 
 }  // namespace sana::bench

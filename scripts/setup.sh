@@ -11,6 +11,7 @@ PACKAGES=(
   nlohmann-json3-dev    # config.json, safetensors headers
   libcli11-dev          # command line
   libsentencepiece-dev  # Gemma tokenizer
+  sentencepiece         # spm_train, to train the shapes world's tokenizer
   libpng-dev            # PNG output
   libgtest-dev libgmock-dev libbenchmark-dev
 )

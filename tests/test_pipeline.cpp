@@ -133,3 +133,23 @@ TEST(Tokenizer, EncodesWithBosAndRoundTrips) {
   EXPECT_EQ(ids[0], tok.bos_id());
   EXPECT_EQ(tok.decode(std::vector<int>(ids.begin() + 1, ids.end())), "a red circle above a blue square");
 }
+
+// train_sentencepiece with the fixture tokenizer's recorded spm_train flags reproduces that tokenizer: the same ids
+// for the captions and the complex human instruction.
+TEST(Tokenizer, TrainingReproducesTheFixtureTokenizer) {
+  sana::test::TempDir dir;
+  const std::string captions = fixture("pipeline_sprint_tiny/tokenizer/spm_training_captions.txt");
+  sana::train_sentencepiece(
+      {"--input=" + captions, "--model_prefix=" + dir.file("tokenizer"), "--vocab_size=400", "--model_type=bpe",
+       "--byte_fallback=true", "--character_coverage=1.0", "--pad_id=0", "--eos_id=1", "--bos_id=2", "--unk_id=3",
+       "--pad_piece=<pad>", "--eos_piece=<eos>", "--bos_piece=<bos>", "--unk_piece=<unk>",
+       "--normalization_rule_name=identity", "--add_dummy_prefix=false", "--remove_extra_whitespaces=false",
+       "--split_digits=true", "--allow_whitespace_only_pieces=true", "--num_threads=1",
+       "--shuffle_input_sentence=false", "--minloglevel=2"});
+  const auto trained = sana::GemmaTokenizer::from_model_file(dir.file("tokenizer.model"));
+  const auto reference = sana::GemmaTokenizer::from_pretrained(fixture("pipeline_sprint_tiny/tokenizer"));
+  EXPECT_EQ(trained.vocab_size(), reference.vocab_size());
+  for (const std::string& text : {std::string("a red circle above a blue square"), sana::default_complex_human_instruction()})
+    EXPECT_EQ(trained.encode(text), reference.encode(text));
+  EXPECT_THROW(sana::train_sentencepiece({"--input=/no/such/file", "--model_prefix=" + dir.file("x")}), sana::Error);
+}

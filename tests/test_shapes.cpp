@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "sana/shapes/eval.h"
 #include "sana/shapes/world.h"
 #include "test_util.h"
 
@@ -85,8 +86,6 @@ TEST(Shapes, PaletteIsWellSeparated) {
 }
 
 // ShapesEval: ground-truth renders score >= 0.99 in every category; deliberately wrong images score as wrong.
-#include "sana/shapes/eval.h"
-
 TEST(ShapesEval, GroundTruthRendersScoreAtLeast099) {
   for (int size : {64, 128}) {
     EvalReport report;

@@ -37,6 +37,12 @@ void require_dir(const fs::path& p, const std::string& what) {
 
 }  // namespace
 
+void check_image_size(int height, int width, int f) {
+  if (height <= 0 || width <= 0 || height % f != 0 || width % f != 0)
+    throw Error("--height/--width: " + std::to_string(height) + "x" + std::to_string(width) +
+                " must be positive multiples of the VAE factor " + std::to_string(f));
+}
+
 std::pair<int, int> closest_1024_bin(int height, int width) {
   const double ratio = static_cast<double>(height) / width;
   const auto* best = &bins_1024().front();
@@ -89,9 +95,7 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
     if (progress) progress(stage, now() - t0);
   };
   const int f = vae_scale_factor();
-  if (o.height <= 0 || o.width <= 0 || o.height % f != 0 || o.width % f != 0)
-    throw Error("--height/--width: " + std::to_string(o.height) + "x" + std::to_string(o.width) +
-                " must be positive multiples of the VAE factor " + std::to_string(f));
+  check_image_size(o.height, o.width, f);
   if (o.num_images_per_prompt < 1) throw Error("--batch-count must be at least 1");
 
   GenerateResult r;

@@ -6,7 +6,6 @@
 // in protobuf's static initialisers before main(). Loaded with deep binding, sentencepiece resolves protobuf within
 // itself and nothing leaks into the global symbol scope. Only plain C types cross this boundary.
 #include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -70,15 +69,5 @@ char* sana_spm_decode(void* sp, const int* ids, size_t n) {
 }
 
 void sana_spm_free_text(char* text) { std::free(text); }
-
-// Trains a model from command-line style arguments (spm_train flags); returns 0 on success.
-int sana_spm_train(const char* args, char* err, size_t err_len) {
-  const auto status = sentencepiece::SentencePieceTrainer::Train(args);
-  if (!status.ok()) {
-    set_error(err, err_len, status.ToString());
-    return -1;
-  }
-  return 0;
-}
 
 }  // extern "C"

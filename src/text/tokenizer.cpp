@@ -1,6 +1,7 @@
 #include "sana/text/tokenizer.h"
 
 #include <dlfcn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -25,7 +26,6 @@ struct SpmApi {
   int (*piece_size)(void*) = nullptr;
   char* (*decode)(void*, const int*, size_t) = nullptr;
   void (*free_text)(char*) = nullptr;
-  int (*train)(const char*, char*, size_t) = nullptr;
 };
 
 std::string shim_path() {
@@ -67,7 +67,6 @@ const SpmApi& spm() {
     sym(api.piece_size, "sana_spm_piece_size");
     sym(api.decode, "sana_spm_decode");
     sym(api.free_text, "sana_spm_free_text");
-    sym(api.train, "sana_spm_train");
   });
   if (!error.empty()) throw Error(error);
   return api;
@@ -131,9 +130,27 @@ std::string GemmaTokenizer::decode(const std::vector<int>& ids) const {
   return out;
 }
 
-void train_sentencepiece(const std::string& args) {
-  char err[512] = {0};
-  if (spm().train(args.c_str(), err, sizeof(err)) != 0) throw Error(std::string("sentencepiece training: ") + err);
+void train_sentencepiece(const std::vector<std::string>& flags) {
+  // Training runs Debian's spm_train in a child process: inside this process the trainer's logging would go through
+  // the deep-bound shim, where libstdc++'s std::cerr is not the initialised one (it crashes).
+  std::vector<std::string> args = {"spm_train"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) throw Error("sentencepiece training: fork failed");
+  if (pid == 0) {
+    execvp("spm_train", argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 127)
+    throw Error("sentencepiece training: cannot run spm_train (Debian package 'sentencepiece'; scripts/setup.sh "
+                "installs it)");
+  if (WEXITSTATUS(status) != 0)
+    throw Error("sentencepiece training: spm_train exited with status " + std::to_string(WEXITSTATUS(status)));
 }
 
 }  // namespace sana

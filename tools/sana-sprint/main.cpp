@@ -80,6 +80,10 @@ int run_generate(GenerateArgs a) {
   const at::Device device = sana::parse_device(a.device);
   const at::ScalarType dtype = sana::parse_dtype(a.dtype);
 
+  // Size errors before minutes of loading: the VAE factor is in its config.
+  if (const fs::path vae_cfg = fs::path(a.model) / "vae" / "config.json"; fs::exists(vae_cfg))
+    sana::check_image_size(a.height, a.width, sana::load_autoencoder_dc_config(vae_cfg.string()).spatial_factor());
+
   double t0 = now();
   note("loading " + a.model + " (" + a.dtype + " on " + device.str() + ")");
   const auto pipe = sana::SanaSprintPipeline::from_pretrained(a.model, device, dtype);

@@ -1,7 +1,8 @@
 #pragma once
 // diffusers AutoencoderDC (DC-AE), the SANA VAE: encoder and decoder with ResBlocks, EfficientViT blocks (multi-scale
 // ReLU linear attention + GLUMBConv), and shortcut up/down blocks. Spec: ARCHITECTURE.md §3. Parameter names are
-// the diffusers names (decoder.up_blocks.4.0.conv.weight, ...). Activations run channels-last internally.
+// the diffusers names (decoder.up_blocks.4.0.conv.weight, ...). Convolution stages run NCHW, attention blocks on
+// channels-last tokens (see dcae.cpp for why).
 #include <ATen/ATen.h>
 
 #include <memory>

@@ -70,6 +70,9 @@ class SanaSprintPipeline {
   at::Device device = at::kCPU;
 };
 
+// Error unless height and width are positive multiples of the VAE factor (checkable before any model is loaded).
+void check_image_size(int height, int width, int vae_factor);
+
 // The aspect-ratio bin of the 1024-px models closest to height/width: {height, width}.
 std::pair<int, int> closest_1024_bin(int height, int width);
 

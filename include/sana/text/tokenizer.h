@@ -29,7 +29,7 @@ class GemmaTokenizer {
   int bos_id_ = 2, pad_id_ = 0;
 };
 
-// Trains a SentencePiece model; `args` are spm_train's flags ("--input=... --model_prefix=... ...").
-void train_sentencepiece(const std::string& args);
+// Trains a SentencePiece model with Debian's spm_train; `flags` are its flags ("--input=...", "--model_prefix=...").
+void train_sentencepiece(const std::vector<std::string>& flags);
 
 }  // namespace sana
