@@ -108,6 +108,9 @@ at::Tensor DCEfficientViTBlock::forward(const at::Tensor& x_in) const {
 
 DCUpBlock2d::DCUpBlock2d(int64_t cin, int64_t cout, bool interpolate_, bool shortcut_, const at::TensorOptions& options)
     : interpolate(interpolate_), shortcut(shortcut_), repeats(cout * 4 / cin) {
+  if (shortcut && (cout * 4 % cin != 0 || cout * 4 < cin))
+    throw Error("AutoencoderDC config: an up block from " + std::to_string(cin) + " to " + std::to_string(cout) +
+                " channels has no shortcut (4 * out must be a multiple of in)");
   conv = register_module("conv", std::make_shared<nn::Conv2d>(cin, interpolate ? cout : 4 * cout, 3, 1, 1, 1, true, options));
 }
 
@@ -121,6 +124,9 @@ at::Tensor DCUpBlock2d::forward(const at::Tensor& x) const {
 DCDownBlock2d::DCDownBlock2d(int64_t cin, int64_t cout, bool pixel_unshuffle_, bool shortcut_,
                              const at::TensorOptions& options)
     : pixel_unshuffle(pixel_unshuffle_), shortcut(shortcut_), group_size(cin * 4 / cout) {
+  if (shortcut && (cin * 4 % cout != 0 || cin * 4 < cout))
+    throw Error("AutoencoderDC config: a down block from " + std::to_string(cin) + " to " + std::to_string(cout) +
+                " channels has no shortcut (4 * in must be a multiple of out)");
   conv = register_module("conv", std::make_shared<nn::Conv2d>(cin, pixel_unshuffle ? cout / 4 : cout, 3,
                                                               pixel_unshuffle ? 1 : 2, 1, 1, true, options));
 }

@@ -32,8 +32,9 @@ at::Tensor SpectralConv1d::normalized_weight() {
     weight_v.copy_(normalize(at::mv(W.t(), weight_u)));
     weight_u.copy_(normalize(at::mv(W, weight_v)));
   }
-  // sigma depends on weight_orig (gradients flow through it); u and v are constants.
-  const at::Tensor sigma = at::dot(weight_u.detach(), at::mv(W, weight_v.detach()));
+  // sigma depends on weight_orig (gradients flow through it); u and v are constants, cloned so that a second
+  // forward's power iteration does not modify what this forward's graph saved (as torch's spectral_norm does).
+  const at::Tensor sigma = at::dot(weight_u.detach().clone(), at::mv(W, weight_v.detach().clone()));
   return weight_orig / sigma;
 }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "sana/diffusion/trigflow.h"
 #include "sana/error.h"
@@ -65,7 +66,7 @@ SanaSprintPipeline SanaSprintPipeline::from_pretrained(const std::string& dir, c
   require_dir(root / "text_encoder", "Gemma2Model");
   require_dir(root / "transformer", "SanaTransformer2DModel");
   require_dir(root / "vae", "AutoencoderDC");
-  require_dir(root / "scheduler", "SCMScheduler");
+  require_dir(root / "scheduler", "scheduler config");
 
   const auto options = at::TensorOptions().dtype(dtype).device(device);
   SanaSprintPipeline p;
@@ -74,17 +75,34 @@ SanaSprintPipeline SanaSprintPipeline::from_pretrained(const std::string& dir, c
   p.text_encoder = Gemma2Model::from_pretrained((root / "text_encoder").string(), options);
   p.transformer = SanaTransformer2DModel::from_pretrained((root / "transformer").string(), options);
   p.vae = AutoencoderDC::from_pretrained((root / "vae").string(), options);
-  p.scheduler_config = load_scm_scheduler_config((root / "scheduler" / "scheduler_config.json").string());
-  if (!p.transformer->config().guidance_embeds)
-    throw Error("model directory " + dir + ": the transformer has no guidance embedding; this is a SANA (teacher) "
-                "checkpoint, not SANA-Sprint");
+  const std::string sched_path = (root / "scheduler" / "scheduler_config.json").string();
+  p.flow_model = !p.transformer->config().guidance_embeds;
+  if (!p.flow_model) {
+    p.scheduler_config = load_scm_scheduler_config(sched_path);
+    return p;
+  }
+  // A SANA flow-matching model (diffusers SanaPipeline): FlowMatchEulerDiscreteScheduler ("shift") or
+  // DPMSolverMultistepScheduler ("flow_shift") config.
+  if (index.class_name != "SanaPipeline")
+    throw Error("model directory " + dir + ": the transformer has no guidance embedding, so this is a SANA flow model, "
+                "but model_index.json names " + index.class_name + " instead of SanaPipeline");
+  const auto j = nlohmann::json::parse(read_text_file(sched_path), nullptr, false);
+  if (!j.is_object()) throw Error(sched_path + ": not a JSON object");
+  for (const char* key : {"shift", "flow_shift"})
+    if (j.contains(key) && j[key].is_number()) p.flow_shift = j[key].get<double>();
   return p;
 }
 
 std::pair<at::Tensor, at::Tensor> SanaSprintPipeline::encode_prompt(const std::vector<std::string>& prompts,
                                                                     const PromptOptions& options) const {
-  const TokenizedPrompts tok = tokenize_prompts(*tokenizer, prompts, options);
-  const at::Tensor hidden = text_encoder->forward(tok.input_ids.to(device), tok.attention_mask.to(device));
+  return encode_prompt_with(*tokenizer, *text_encoder, prompts, options, device);
+}
+
+std::pair<at::Tensor, at::Tensor> encode_prompt_with(const GemmaTokenizer& tokenizer, const Gemma2Model& text_encoder,
+                                                     const std::vector<std::string>& prompts,
+                                                     const PromptOptions& options, const at::Device& device) {
+  const TokenizedPrompts tok = tokenize_prompts(tokenizer, prompts, options);
+  const at::Tensor hidden = text_encoder.forward(tok.input_ids.to(device), tok.attention_mask.to(device));
   const at::Tensor index = tok.select_index.to(device);
   return {hidden.index_select(1, index), tok.attention_mask.to(device).index_select(1, index)};
 }
@@ -115,6 +133,11 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
   r.prompt_embeds = embeds;
   r.prompt_attention_mask = mask;
   report("text encoder", t0);
+
+  if (flow_model) {
+    generate_flow(o, r, embeds, mask, binning, report);
+    return r;
+  }
 
   // 3. Schedule; 4. initial noise, drawn first from the one CPU generator of the call.
   SCMScheduler scheduler(scheduler_config);
@@ -156,6 +179,53 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
   r.vae_decoded = (o.tiled_decode ? vae->decode_tiled(z, o.tiling) : vae->decode(z)).to(at::kFloat);
   report("vae decode", t0);
 
+  finish(o, r, binning);
+  return r;
+}
+
+void SanaSprintPipeline::generate_flow(const GenerateOptions& o, GenerateResult& r, const at::Tensor& embeds,
+                                       const at::Tensor& mask, bool binning,
+                                       const std::function<void(const std::string&, double)>& report) const {
+  // Teacher sampling as diffusers' SanaPipeline: real CFG against the negative prompt, latents ~ N(0, 1) first.
+  double t0 = now();
+  const int64_t B = embeds.size(0);
+  auto [neg, neg_mask] = encode_prompt({o.negative_prompt}, o.prompt);
+  report("text encoder (negative prompt)", t0);
+  const at::Tensor embeds2 = at::cat({neg.expand({B, -1, -1}), embeds});
+  const at::Tensor mask2 = at::cat({neg_mask.expand({B, -1}), mask});
+  const int f = vae_scale_factor();
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  r.initial_noise = at::randn({B, transformer->config().in_channels, r.generated_height / f, r.generated_width / f},
+                              gen, at::TensorOptions().dtype(at::kFloat));
+  const double scale = 1000.0 * transformer->config().timestep_scale;  // scheduler t = 1000 s, times timestep_scale
+  const auto velocity = [&](const at::Tensor& x, const at::Tensor& s, const at::Tensor& e, const at::Tensor& m) {
+    SanaTransformerInputs in;
+    in.hidden_states = x.to(transformer->dtype());
+    in.encoder_hidden_states = e, in.encoder_attention_mask = m;
+    in.timestep = (s * scale).to(e.scalar_type());
+    return transformer->forward(in).to(at::kFloat);
+  };
+  const FlowVelocityFn v = classifier_free_guidance(
+      [&](const at::Tensor& x, const at::Tensor& s) { return velocity(x, s, embeds2, mask2); },
+      [&](const at::Tensor& x, const at::Tensor& s) { return velocity(x, s, embeds, mask); }, o.guidance_scale);
+  FlowSampleOptions so = o.flow;
+  so.shift = flow_shift;
+  r.timesteps = flow_timesteps(so.steps, so.shift);
+  t0 = now();
+  const at::Tensor x0 = sample_flow(v, r.initial_noise.to(device), so, [&](int i, double) {
+    report("step " + std::to_string(i + 1) + "/" + std::to_string(so.steps), t0);
+    t0 = now();
+  });
+  r.denoised.push_back(x0);
+  r.final_latents = x0;
+  t0 = now();
+  const at::Tensor z = x0.to(vae->dtype()) / vae->config().scaling_factor;
+  r.vae_decoded = (o.tiled_decode ? vae->decode_tiled(z, o.tiling) : vae->decode(z)).to(at::kFloat);
+  report("vae decode", t0);
+  finish(o, r, binning);
+}
+
+void SanaSprintPipeline::finish(const GenerateOptions& o, GenerateResult& r, bool binning) const {
   // 8. Back from the bin: scale to cover, then centre-crop. 9. [-1, 1] -> [0, 1].
   at::Tensor image = r.vae_decoded;
   if (binning && (r.generated_height != o.height || r.generated_width != o.width)) {
@@ -166,7 +236,6 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
     image = image.narrow(2, (rh - o.height) / 2, o.height).narrow(3, (rw - o.width) / 2, o.width);
   }
   r.images = (image / 2 + 0.5).clamp(0, 1).cpu();
-  return r;
 }
 
 }  // namespace sana

@@ -40,7 +40,7 @@ SCMLossResult scm_loss(const StudentFn& student, const SCMLossInputs& in, const 
   const at::Tensor lv = logvar.defined() ? logvar.view({-1, 1, 1, 1}) : at::zeros_like(t);
   const at::Tensor l2 = (F - F_minus - g).pow(2);
   const at::Tensor loss = (w / at::exp(lv) * l2 + lv).mean();
-  return {loss, F, g, g_norm.flatten()};
+  return {loss, F, g, g_norm.flatten(), lv.detach().flatten()};
 }
 
 at::Tensor sample_trigflow_times(int64_t n, double p_mean, double p_std, double sigma_data, at::Generator& gen) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "sana/diffusion/flow_sampler.h"
 #include "sana/diffusion/scm_scheduler.h"
 #include "sana/models/dcae.h"
 #include "sana/models/gemma2.h"
@@ -29,6 +30,9 @@ struct GenerateOptions {
   bool resolution_binning = true;
   bool tiled_decode = false;
   TiledDecodeOptions tiling;
+  // Flow-matching teachers (SanaPipeline folders) only: sampler steps and solver, real CFG against this prompt.
+  FlowSampleOptions flow;
+  std::string negative_prompt;
 };
 
 // What one call produced, with the intermediates the reference fixtures record.
@@ -47,10 +51,12 @@ struct GenerateResult {
 // Stage names and seconds, for progress output ("text encoder", "step 1/2", "vae decode", ...).
 using ProgressFn = std::function<void(const std::string& stage, double seconds)>;
 
+// Also runs diffusers SanaPipeline folders (flow-matching teachers, no guidance embedding): then generate() samples
+// the flow ODE with classifier-free guidance (two evaluations per step), timestep = s * 1000 * timestep_scale.
 class SanaSprintPipeline {
  public:
-  // Loads a diffusers SanaSprintPipeline directory (model_index.json, tokenizer/, text_encoder/, transformer/, vae/,
-  // scheduler/). Errors name the missing component.
+  // Loads a diffusers SanaSprintPipeline or SanaPipeline directory (model_index.json, tokenizer/, text_encoder/,
+  // transformer/, vae/, scheduler/). Errors name the missing component.
   static SanaSprintPipeline from_pretrained(const std::string& dir, const at::Device& device, at::ScalarType dtype);
 
   GenerateResult generate(const GenerateOptions& options, const ProgressFn& progress = nullptr) const;
@@ -62,13 +68,27 @@ class SanaSprintPipeline {
   // Latent spatial factor (32 for the real DC-AE).
   int vae_scale_factor() const { return vae->config().spatial_factor(); }
 
+ private:
+  void generate_flow(const GenerateOptions& o, GenerateResult& r, const at::Tensor& embeds, const at::Tensor& mask,
+                     bool binning, const std::function<void(const std::string&, double)>& report) const;
+  void finish(const GenerateOptions& o, GenerateResult& r, bool binning) const;
+
+ public:
+
   std::shared_ptr<GemmaTokenizer> tokenizer;
   std::shared_ptr<Gemma2Model> text_encoder;
   std::shared_ptr<SanaTransformer2DModel> transformer;
   std::shared_ptr<AutoencoderDC> vae;
   SCMSchedulerConfig scheduler_config;
+  bool flow_model = false;   // a SanaPipeline (teacher) folder
+  double flow_shift = 1.0;   // its scheduler's shift / flow_shift
   at::Device device = at::kCPU;
 };
+
+// Tokenise + text encoder + SANA's token selection: {embeds [B, max_sequence_length, C], mask} on `device`.
+std::pair<at::Tensor, at::Tensor> encode_prompt_with(const GemmaTokenizer& tokenizer, const Gemma2Model& text_encoder,
+                                                     const std::vector<std::string>& prompts,
+                                                     const PromptOptions& options, const at::Device& device);
 
 // Error unless height and width are positive multiples of the VAE factor (checkable before any model is loaded).
 void check_image_size(int height, int width, int vae_factor);

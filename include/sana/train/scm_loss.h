@@ -35,6 +35,7 @@ struct SCMLossResult {
   at::Tensor F;       // F_theta (with grad)
   at::Tensor g;       // normalised tangent (no grad)
   at::Tensor g_norm;  // per-sample ||g|| before normalisation
+  at::Tensor logvar;  // [B] the student's adaptive log-variance (zeros when it has none)
 };
 
 SCMLossResult scm_loss(const StudentFn& student, const SCMLossInputs& in, const SCMLossOptions& options = {});

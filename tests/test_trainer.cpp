@@ -1,0 +1,283 @@
+// The training commands end to end on a tiny shapes world: data -> DC-AE -> tokenizer + Gemma-2 -> cache -> flow
+// teacher -> distilled student, with the identities they must satisfy: deterministic data order, resume equals an
+// uninterrupted run, the student starts exactly as the teacher, the exported folders load and generate.
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "sana/diffusion/trigflow.h"
+#include "sana/error.h"
+#include "sana/io/config.h"
+#include "sana/io/image.h"
+#include "sana/models/sana_transformer.h"
+#include "sana/pipeline/sana_sprint.h"
+#include "sana/shapes/world.h"
+#include "sana/train/trainer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+std::vector<double> logged(const std::string& log, const std::string& key) {
+  std::vector<double> v;
+  std::ifstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    const json j = json::parse(line);
+    if (j.contains(key)) v.push_back(j[key].get<double>());
+  }
+  return v;
+}
+
+// One tiny world shared by the tests of this file (built once: data, VAE, text encoder, cache, teacher).
+class TinyWorld : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new sana::test::TempDir();
+    const auto& d = dir_->path();
+    fs::create_directories(d / "data");
+    for (int i = 0; i < 48; ++i) {
+      const auto scene = sana::shapes::scene_for(7, i);
+      char stem[16];
+      std::snprintf(stem, sizeof(stem), "%04d", i);
+      write((d / "data" / (std::string(stem) + ".txt")).string(), scene.caption + "\n");
+      sana::save_png((d / "data" / (std::string(stem) + ".png")).string(), sana::shapes::render(scene, 32));
+    }
+    write((d / "vae.json").string(), R"({"latent_channels": 4, "attention_head_dim": 8,
+      "encoder_block_types": ["ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock"],
+      "decoder_block_types": ["ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock"],
+      "encoder_block_out_channels": [8, 16, 32, 32], "decoder_block_out_channels": [8, 16, 32, 32],
+      "encoder_layers_per_block": [1, 1, 1, 1], "decoder_layers_per_block": [1, 1, 1, 1],
+      "encoder_qkv_multiscales": [[], [], [5], [5]], "decoder_qkv_multiscales": [[], [], [5], [5]],
+      "upsample_block_type": "interpolate", "downsample_block_type": "Conv"})");
+    write((d / "gemma.json").string(), R"({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+      "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "query_pre_attn_scalar": 16,
+      "max_position_embeddings": 128})");
+    write((d / "transformer.json").string(), R"({"in_channels": 4, "out_channels": 4, "num_attention_heads": 2,
+      "attention_head_dim": 16, "num_layers": 2, "num_cross_attention_heads": 2, "cross_attention_head_dim": 16,
+      "cross_attention_dim": 32, "caption_channels": 32, "sample_size": 4, "interpolation_scale": null,
+      "qk_norm": "rms_norm_across_heads"})");
+
+    sana::TrainOptions vae;
+    vae.out = (d / "base" / "vae").string();
+    vae.steps = 3, vae.batch_size = 8, vae.lr = 1e-3, vae.log_every = 100;
+    sana::train_vae((d / "data").string(), (d / "vae.json").string(), vae);
+    sana::make_text_encoder((d / "data").string(), (d / "gemma.json").string(), 300, 3, (d / "base").string());
+    sana::CacheOptions cache;
+    cache.data = (d / "data").string(), cache.base = (d / "base").string(), cache.out = (d / "cache").string();
+    cache.batch_size = 16, cache.shard_size = 20;  // three shards
+    cache.prompt.use_complex_human_instruction = false;
+    cache.prompt.max_sequence_length = 16;
+    sana::build_latent_cache(cache);
+    sana::train_flow(flow_options(), train_options("teacher", 6));
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static sana::FlowTrainOptions flow_options() {
+    sana::FlowTrainOptions f;
+    f.cache = path("cache"), f.base = path("base"), f.config = path("transformer.json");
+    f.caption_dropout = 0.25;
+    return f;
+  }
+  static sana::TrainOptions train_options(const std::string& out, int64_t steps) {
+    sana::TrainOptions o;
+    o.out = path(out);
+    o.steps = steps, o.batch_size = 8, o.lr = 1e-3, o.log_every = 100, o.checkpoint_every = 3, o.seed = 5;
+    o.ema_decay = 0.9;
+    return o;
+  }
+  static sana::DistillOptions distill_options() {
+    sana::DistillOptions d;
+    d.teacher = path("teacher"), d.cache = path("cache");
+    d.tangent_warmup = 4;
+    return d;
+  }
+  static std::string path(const std::string& name) { return (dir_->path() / name).string(); }
+  static sana::test::TempDir* dir_;
+};
+sana::test::TempDir* TinyWorld::dir_ = nullptr;
+
+}  // namespace
+
+TEST(Data, SampleIndexVisitsEveryItemOncePerEpochAndIsSeeded) {
+  const int64_t n = 10, B = 4;
+  std::vector<int64_t> seen;
+  for (int64_t step = 0; step < 5; ++step)
+    for (int64_t j = 0; j < B; ++j) seen.push_back(sana::sample_index(3, step, B, j, n));
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    std::set<int64_t> s(seen.begin() + epoch * n, seen.begin() + (epoch + 1) * n);
+    EXPECT_EQ(s.size(), static_cast<size_t>(n)) << "epoch " << epoch;
+  }
+  EXPECT_NE(std::vector<int64_t>(seen.begin(), seen.begin() + n), std::vector<int64_t>(seen.begin() + n, seen.end()));
+  int differ = 0;
+  for (int64_t j = 0; j < n; ++j) differ += sana::sample_index(3, 0, n, j, n) != sana::sample_index(4, 0, n, j, n);
+  EXPECT_GT(differ, 0);
+}
+
+TEST(Data, MissingInputsAreClearErrors) {
+  sana::test::TempDir dir;
+  try {
+    sana::LatentCache::open(dir.path().string());
+    FAIL();
+  } catch (const sana::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cache_config.json"), std::string::npos) << e.what();
+  }
+  write(dir.file("a.png"), "");
+  try {
+    sana::ImageCaptionFolder::open(dir.path().string());
+    FAIL();
+  } catch (const sana::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a.txt"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(TinyWorld, CacheHoldsScaledLatentsAndTheEmptyPrompt) {
+  const auto cache = sana::LatentCache::open(path("cache"));
+  ASSERT_EQ(cache.size(), 48);
+  EXPECT_EQ(cache.latents.sizes(), (std::vector<int64_t>{48, 4, 4, 4}));
+  EXPECT_EQ(cache.prompt_embeds.sizes(), (std::vector<int64_t>{48, 16, 32}));
+  EXPECT_EQ(cache.null_mask.sum().item<int64_t>(), 1);  // "" is <bos> only
+  EXPECT_EQ(cache.captions[5], sana::shapes::scene_for(7, 5).caption);
+  // scaling_factor = 1 / std of the latents (measured on the same images): the cached latents have unit std.
+  EXPECT_NEAR(cache.latents.std().item<double>(), 1.0, 0.05);
+}
+
+TEST_F(TinyWorld, FlowTrainingResumeEqualsAnUninterruptedRun) {
+  auto o = train_options("flow_resumed", 3);
+  sana::train_flow(flow_options(), o);
+  o.steps = 6, o.resume = true;
+  sana::train_flow(flow_options(), o);
+  const auto a = logged(path("teacher/training/log.jsonl"), "loss");
+  const auto b = logged(path("flow_resumed/training/log.jsonl"), "loss");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6 * std::abs(a[i])) << "step " << i;
+  // The exported weights (EMA) agree too.
+  const auto ta = sana::Checkpoint::open(path("teacher/transformer/diffusion_pytorch_model.safetensors"));
+  const auto tb = sana::Checkpoint::open(path("flow_resumed/transformer/diffusion_pytorch_model.safetensors"));
+  for (const auto& name : ta.names()) EXPECT_CLOSE(tb.get(name), ta.get(name), 1e-6);
+}
+
+// `sana-sprint train` as two Gloo processes on loopback (torchrun-style variables), each with half of the global
+// batch, exports the weights one process computes on the whole batch.
+TEST_F(TinyWorld, TwoProcessTrainingEqualsOneProcess) {
+  const int port = 29500 + (getpid() % 500);
+  const std::string cmd = std::string(SANA_CLI) + " -t 1 train --cache " + path("cache") + " --base " + path("base") +
+                          " --config " + path("transformer.json") + " -o " + path("ddp") +
+                          " --steps 6 -b 8 --lr 1e-3 --log-every 100 --checkpoint-every 3 -s 5 --ema 0.9"
+                          " --caption-dropout 0.25 2>>" + path("ddp.log");
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port);
+  const std::string script = "(" + env + " RANK=0 LOCAL_RANK=0 " + cmd + ") & p0=$!; (" + env +
+                             " RANK=1 LOCAL_RANK=1 " + cmd + ") & p1=$!; wait $p0 && wait $p1";
+  ASSERT_EQ(std::system(("bash -c '" + script + "'").c_str()), 0) << sana::read_text_file(path("ddp.log"));
+  const auto one = sana::Checkpoint::open(path("teacher/transformer/diffusion_pytorch_model.safetensors"));
+  const auto two = sana::Checkpoint::open(path("ddp/transformer/diffusion_pytorch_model.safetensors"));
+  for (const auto& name : one.names()) EXPECT_CLOSE(two.get(name), one.get(name), 2e-5);
+  const auto a = logged(path("teacher/training/log.jsonl"), "loss");
+  const auto b = logged(path("ddp/training/log.jsonl"), "loss");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5 * std::abs(a[i])) << "step " << i;
+}
+
+TEST_F(TinyWorld, TeacherFolderGeneratesTheFlowOdeSolution) {
+  // One Euler step at guidance 1 is x0 = x1 - v(x1, s = 1): the pipeline's timestep convention (t = 1000 s times
+  // timestep_scale 0.001) must hand the transformer s.
+  const auto pipe = sana::SanaSprintPipeline::from_pretrained(path("teacher"), at::kCPU, at::kFloat);
+  ASSERT_TRUE(pipe.flow_model);
+  sana::GenerateOptions o;
+  o.prompts = {"a red circle"};
+  o.height = o.width = 32;
+  o.guidance_scale = 1.0;
+  o.flow.steps = 1;
+  o.seed = 11;
+  o.prompt.use_complex_human_instruction = false;
+  o.prompt.max_sequence_length = 16;
+  const auto r = pipe.generate(o);
+  c10::InferenceMode guard;
+  sana::SanaTransformerInputs in;
+  in.hidden_states = r.initial_noise;
+  in.encoder_hidden_states = r.prompt_embeds;
+  in.encoder_attention_mask = r.prompt_attention_mask;
+  in.timestep = at::ones({1});
+  EXPECT_CLOSE(r.final_latents, r.initial_noise - pipe.transformer->forward(in), 1e-5);
+  EXPECT_EQ(r.images.sizes(), (std::vector<int64_t>{1, 3, 32, 32}));
+}
+
+TEST_F(TinyWorld, StudentStartsAsTheTeacherAndExportsALoadableSprintPipeline) {
+  auto o = train_options("student0", 0);
+  sana::distill(distill_options(), o);
+  const auto teacher = sana::SanaTransformer2DModel::from_pretrained(path("teacher/transformer"), at::kFloat);
+  const auto pipe = sana::SanaSprintPipeline::from_pretrained(path("student0"), at::kCPU, at::kFloat);
+  ASSERT_FALSE(pipe.flow_model);
+  c10::InferenceMode guard;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  const at::Tensor x = at::randn({2, 4, 4, 4}, gen), t = at::tensor({0.3f, 1.5f});
+  const auto cache = sana::LatentCache::open(path("cache"));
+  sana::SanaTransformerInputs cond;
+  cond.encoder_hidden_states = cache.prompt_embeds.narrow(0, 0, 2);
+  cond.encoder_attention_mask = cache.prompt_attention_mask.narrow(0, 0, 2);
+  const at::Tensor F_teacher = sana::SanaTrigFlow(teacher).forward(x, t, cond);
+  cond.guidance = at::full({2}, 0.45);
+  EXPECT_CLOSE(sana::SanaTrigFlow(pipe.transformer).forward(x, t, cond), F_teacher, 1e-5);
+
+  sana::GenerateOptions g;
+  g.prompts = {"two red circles above a blue square"};
+  g.height = g.width = 32;
+  g.schedule.steps = 1;
+  g.prompt.use_complex_human_instruction = false;
+  g.prompt.max_sequence_length = 16;
+  const auto r = pipe.generate(g);
+  EXPECT_EQ(r.images.sizes(), (std::vector<int64_t>{1, 3, 32, 32}));
+  EXPECT_TRUE(at::isfinite(r.images).all().item<bool>());
+}
+
+TEST_F(TinyWorld, HybridDistillationResumeEqualsAnUninterruptedRun) {
+  auto o = train_options("student_full", 6);
+  sana::distill(distill_options(), o);
+  o = train_options("student_resumed", 3);
+  sana::distill(distill_options(), o);
+  o.steps = 6, o.resume = true;
+  sana::distill(distill_options(), o);
+  for (const char* key : {"loss_scm", "loss_adv", "loss_d", "grad_norm_g"}) {
+    const auto a = logged(path("student_full/training/log.jsonl"), key);
+    const auto b = logged(path("student_resumed/training/log.jsonl"), key);
+    ASSERT_EQ(a.size(), 3u) << key;
+    ASSERT_EQ(b.size(), a.size()) << key;
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-6 * (1 + std::abs(a[i]))) << key << " " << i;
+  }
+  // Every G step saw a finite loss and a D step in between moved the heads.
+  const auto d = logged(path("student_full/training/log.jsonl"), "loss_d");
+  EXPECT_TRUE(std::isfinite(d[0]) && std::isfinite(d[2]));
+}
+
+TEST_F(TinyWorld, AblationLossesRunAndBadOptionsAreErrors) {
+  for (const std::string loss : {"scm", "ladd"}) {
+    auto o = train_options("student_" + loss, 2);
+    auto d = distill_options();
+    d.loss = loss;
+    sana::distill(d, o);
+    const auto log = path("student_" + loss + "/training/log.jsonl");
+    if (loss == "scm") {
+      EXPECT_EQ(logged(log, "loss_d").size(), 0u);  // no discriminator
+      EXPECT_EQ(logged(log, "loss_scm").size(), 2u);
+    } else {
+      EXPECT_EQ(logged(log, "loss_d").size(), 1u);
+      EXPECT_EQ(logged(log, "loss_scm")[0], 0.0);
+    }
+  }
+  auto d = distill_options();
+  d.loss = "gan";
+  EXPECT_THROW(sana::distill(d, train_options("bad", 1)), sana::Error);
+  d = distill_options();
+  d.head_block_ids = {7};
+  EXPECT_THROW(sana::distill(d, train_options("bad", 1)), sana::Error);
+  auto f = flow_options();
+  f.config = path("vae.json");  // wrong kind of config: in_channels 3 vs 4 latent channels
+  EXPECT_THROW(sana::train_flow(f, train_options("bad", 1)), sana::Error);
+}
