@@ -77,6 +77,12 @@ TEST(Cli, ClearOneLineErrors) {
       {"generate" + m + " -p x -o out.jpg", ".png"},
       {"generate" + m + " -p x --steps 2 --timesteps 1.5,0", "--timesteps"},
       {"generate -m " + fixture("transformer_sprint_tiny") + " -p x", "model_index.json"},
+      {"train --cache /no/such/cache --base /b --config /c -o /tmp/x", "cache_config.json"},
+      {"distill --teacher /t --cache /c -o /tmp/x --loss gan", "--loss must be scm, ladd or hybrid"},
+      {"train-vae --data /no/such/data --config /c -o /tmp/x", "/no/such/data is not a directory"},
+      {"cache --data /no/such/data --base /b -o /tmp/x", "/no/such/data is not a directory"},
+      {"eval", "give --images DIR or -m MODEL"},
+      {"eval -m /no/such/model -o /tmp/x", "/no/such/model does not exist"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.args);
@@ -85,4 +91,22 @@ TEST(Cli, ClearOneLineErrors) {
     EXPECT_NE(r.err.find("sana-sprint: error:"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
   }
+}
+
+// The README's main command: no -m, the shipped student with its generation defaults (64x64, 1 step).
+TEST(Cli, DefaultModelGeneratesTheReadmeCommand) {
+  sana::test::TempDir dir;
+  const std::string out = dir.file("out.png");
+  const CliRun r = run_cli("generate -p " + quoted("two red circles above a blue square") + " -o " + out);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::map<std::string, std::string> chunks;
+  const at::Tensor img = sana::load_png(out, &chunks);
+  EXPECT_EQ(img.sizes(), (std::vector<int64_t>{3, 64, 64}));
+  EXPECT_NE(chunks["parameters"].find("Steps: 1,"), std::string::npos) << chunks["parameters"];
+  EXPECT_NE(r.err.find("sana-sprint-shapes"), std::string::npos) << r.err;
+  // The teacher folder runs through the same command (flow sampler + CFG).
+  const CliRun t = run_cli("generate -m " + std::string(SANA_MODELS_DIR) + "/sana-shapes-teacher -p " +
+                           quoted("a red square") + " --steps 4 -o " + out);
+  ASSERT_EQ(t.rc, 0) << t.err;
+  EXPECT_NE(t.err.find("step 4/4"), std::string::npos) << t.err;
 }

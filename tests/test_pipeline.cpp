@@ -6,6 +6,8 @@
 
 #include "sana/error.h"
 #include "sana/pipeline/sana_sprint.h"
+#include "sana/shapes/eval.h"
+#include "sana/shapes/world.h"
 #include "test_util.h"
 
 using sana::test::fixture;
@@ -152,4 +154,46 @@ TEST(Tokenizer, TrainingReproducesTheFixtureTokenizer) {
   for (const std::string& text : {std::string("a red circle above a blue square"), sana::default_complex_human_instruction()})
     EXPECT_EQ(trained.encode(text), reference.encode(text));
   EXPECT_THROW(sana::train_sentencepiece({"--input=/no/such/file", "--model_prefix=" + dir.file("x")}), sana::Error);
+}
+
+// The shipped shapes models (models/): they load by the default path, generate at their defaults' size, and the
+// student agrees with its teacher: the student's image from seed s is closer to the teacher's image from seed s (the
+// same initial noise) than to the teacher's image from another seed, and its ShapesEval score is not far below the
+// teacher's on the same prompts.
+TEST(ShippedModels, StudentFollowsItsTeacherFromTheSameNoise) {
+  const std::string dir = SANA_MODELS_DIR;
+  const auto student = sana::SanaSprintPipeline::from_pretrained(dir + "/sana-sprint-shapes", at::kCPU, at::kFloat);
+  const auto teacher = sana::SanaSprintPipeline::from_pretrained(dir + "/sana-shapes-teacher", at::kCPU, at::kFloat);
+  ASSERT_FALSE(student.flow_model);
+  ASSERT_TRUE(teacher.flow_model);
+  sana::shapes::EvalReport s_report, t_report;
+  double same = 0, other = 0;
+  const int n = 24;
+  std::vector<at::Tensor> teacher_images;
+  for (int i = 0; i < n; ++i) {
+    const auto scene = sana::shapes::scene_for(777, i);
+    sana::GenerateOptions o;
+    o.prompts = {scene.caption};
+    o.height = o.width = 64;
+    o.seed = i;
+    o.prompt.use_complex_human_instruction = false;
+    o.prompt.max_sequence_length = 32;
+    o.schedule.steps = 2;
+    o.schedule.intermediate_timesteps = 1.3;
+    o.flow.steps = 20;
+    const at::Tensor s_img = student.generate(o).images[0];
+    const at::Tensor t_img = teacher.generate(o).images[0];
+    EXPECT_EQ(s_img.sizes(), (std::vector<int64_t>{3, 64, 64}));
+    teacher_images.push_back(t_img);
+    if (i > 0) {
+      same += (s_img - t_img).pow(2).mean().item<double>();
+      other += (s_img - teacher_images[i - 1]).pow(2).mean().item<double>();
+    }
+    sana::shapes::add_result(s_report, scene, sana::shapes::check(scene, sana::shapes::detect(s_img)));
+    sana::shapes::add_result(t_report, scene, sana::shapes::check(scene, sana::shapes::detect(t_img)));
+  }
+  EXPECT_LT(same, 0.5 * other) << "mean squared distance to the teacher: same noise " << same / (n - 1)
+                               << ", other noise " << other / (n - 1);
+  EXPECT_GE(s_report.overall(), 0.5 * t_report.overall())
+      << "ShapesEval: student " << s_report.overall() << ", teacher " << t_report.overall();
 }

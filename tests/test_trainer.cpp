@@ -167,7 +167,7 @@ TEST_F(TinyWorld, FlowTrainingResumeEqualsAnUninterruptedRun) {
 // `sana-sprint train` as two Gloo processes on loopback (torchrun-style variables), each with half of the global
 // batch, exports the weights one process computes on the whole batch.
 TEST_F(TinyWorld, TwoProcessTrainingEqualsOneProcess) {
-  const int port = 29500 + (getpid() % 500);
+  const int port = 28000 + (getpid() % 1000);  // test_distributed uses 29000-29999
   const std::string cmd = std::string(SANA_CLI) + " -t 1 train --cache " + path("cache") + " --base " + path("base") +
                           " --config " + path("transformer.json") + " -o " + path("ddp") +
                           " --steps 6 -b 8 --lr 1e-3 --log-every 100 --checkpoint-every 3 -s 5 --ema 0.9"

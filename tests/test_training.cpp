@@ -1,9 +1,10 @@
-// Training building blocks: AdamW against its update formula, gradient clipping, and a short flow-matching training
+// Training building blocks: AdamW against its update formula, CAME against its closed-form first step, gradient clipping, and a short flow-matching training
 // of a tiny SANA transformer that lowers the loss on a fixed evaluation set of (s, eps) draws.
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 
+#include "sana/error.h"
 #include "sana/models/sana_transformer.h"
 #include "sana/nn/module_io.h"
 #include "sana/train/flow_loss.h"
@@ -30,6 +31,43 @@ TEST(AdamW, MatchesTheUpdateFormula) {
   sana::AdamW other({{"p", p}}, {0.1, 0.9, 0.99, 1e-8, 0.01});
   other.load_state(opt.state());
   EXPECT_EQ(other.steps(), 2);
+}
+
+// g = a b^T with a, b > 0: g^2 is rank one, so CAME's factored second moment is exact and u = 1/sqrt(1 - beta2)
+// everywhere, clipped to RMS 1 -> 1; m = 1 - beta1; the instability (u - m)^2 = beta1^2 is constant, so the first
+// step is lr (1 - beta1) / (beta1 sqrt(1 - beta3)) in every entry. A 1-D tensor takes lr (1 - beta1) sign(g).
+TEST(CAME, FirstStepIsTheClosedFormOnARankOneSquaredGradient) {
+  at::Tensor w = at::zeros({3, 4}, at::kDouble).requires_grad_();
+  at::Tensor b = at::zeros({3}, at::kDouble).requires_grad_();
+  w.mutable_grad() = at::outer(at::tensor({1.0, 2.0, 3.0}, at::kDouble), at::tensor({0.5, 1.0, 2.0, 4.0}, at::kDouble));
+  b.mutable_grad() = at::tensor({0.3, -2.0, 5.0}, at::kDouble);
+  sana::CAMEOptions o;
+  o.lr = 0.01;
+  sana::CAME opt({{"w", w}, {"b", b}}, o);
+  opt.step();
+  EXPECT_CLOSE(w.detach(), at::full({3, 4}, -0.01 * 0.1 / (0.9 * std::sqrt(1e-4)), at::kDouble), 1e-12);
+  EXPECT_CLOSE(b.detach(), at::tensor({-0.001, 0.001, -0.001}, at::kDouble), 1e-12);
+  // The state round-trips and an AdamW state is refused.
+  sana::CAME other({{"w", w}, {"b", b}}, o);
+  other.load_state(opt.state());
+  sana::AdamW adam({{"w", w}, {"b", b}}, {});
+  EXPECT_THROW(other.load_state(adam.state()), sana::Error);
+  EXPECT_THROW(sana::make_optimizer("sgd", {{"w", w}}, 0.1, 0.0), sana::Error);
+}
+
+TEST(CAME, SolvesALeastSquaresProblem) {
+  at::manual_seed(0);
+  const at::Tensor X = at::randn({64, 8}), W_true = at::randn({8, 4}), Y = at::mm(X, W_true);
+  at::Tensor W = at::zeros({8, 4}).requires_grad_();
+  auto opt = sana::make_optimizer("came", {{"W", W}}, 0.02, 0.0);
+  auto loss = [&]() { return (at::mm(X, W) - Y).pow(2).mean(); };
+  const double first = loss().item<double>();
+  for (int i = 0; i < 300; ++i) {
+    opt->zero_grad();
+    loss().backward();
+    opt->step();
+  }
+  EXPECT_LT(loss().item<double>(), 0.01 * first);
 }
 
 TEST(ClipGradNorm, ScalesToMaxNormAndFlagsNonFinite) {

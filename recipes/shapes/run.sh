@@ -2,7 +2,7 @@
 # The shapes world, end to end, with the project's own commands: data -> tiny DC-AE -> tokenizer + frozen random
 # Gemma-2 -> latent cache -> flow-matching teacher -> SANA-Sprint student (hybrid sCM + LADD) -> models/.
 # Every stage is seeded; a finished stage is skipped, an interrupted one resumes (--resume) when run again.
-# Usage: recipes/shapes/run.sh [WORK_DIR]      (default recipes/shapes/work; about 75 min on a 2-core CPU)
+# Usage: recipes/shapes/run.sh [WORK_DIR]      (default recipes/shapes/work; about 90 min on a 2-core CPU)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -30,13 +30,13 @@ stage "4/6 latent cache"
 
 stage "5/6 teacher by flow matching"
 [ -f "$work/teacher/model_index.json" ] || "$S" train --cache "$work/cache" --base "$work/base" \
-  --config "$here/transformer_config.json" -o "$work/teacher" --steps 2500 -b 48 --lr 5e-4 --warmup-steps 200 \
+  --config "$here/transformer_config.json" -o "$work/teacher" --steps 4000 -b 48 --lr 5e-4 --warmup-steps 200 \
   --ema 0.999 --caption-dropout 0.1 --log-every 50 --checkpoint-every 250 --sample-every 500 -s 1 \
   $(resume_flag "$work/teacher")
 
 stage "6/6 student by hybrid sCM + LADD"
 [ -f "$work/student/model_index.json" ] || "$S" distill --teacher "$work/teacher" --cache "$work/cache" \
-  -o "$work/student" --loss hybrid --steps 1200 -b 16 --lr 1e-4 --grad-clip 0.1 --tangent-warmup 400 \
+  -o "$work/student" --loss hybrid --steps 1600 -b 16 --lr 1e-4 --grad-clip 0.1 --tangent-warmup 500 \
   --log-every 50 --checkpoint-every 100 --sample-every 400 -s 1 $(resume_flag "$work/student")
 
 stage "shipping to models/"

@@ -132,8 +132,10 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
   NamedTensors g_params = trainable(*student, "student.");
   for (const auto& kv : trainable(*logvar_linear, "logvar.")) g_params.push_back(kv);
   const NamedTensors d_params = trainable(*heads, "heads.");
-  AdamW optim_g(g_params, {o.lr, 0.9, 0.999, 1e-8, o.weight_decay});
-  AdamW optim_d(d_params, {d.lr_d > 0 ? d.lr_d : o.lr, 0.9, 0.999, 1e-8, o.weight_decay});
+  const auto optim_g_ptr = make_optimizer(o.optimizer, g_params, o.lr, o.weight_decay);
+  const auto optim_d_ptr = make_optimizer(o.optimizer, d_params, d.lr_d > 0 ? d.lr_d : o.lr, o.weight_decay);
+  Optimizer& optim_g = *optim_g_ptr;
+  Optimizer& optim_d = *optim_d_ptr;
   const NamedTensors student_params = trainable(*student);
   std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(student_params, o.ema_decay) : nullptr;
   std::unique_ptr<DataParallel> dp = env.distributed() ? std::make_unique<DataParallel>(env, o.backend, device) : nullptr;
@@ -227,7 +229,7 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
   if (main_rank)
     note("distill (" + d.loss + "): student " + std::to_string(nn::count_parameters(*student)) +
          " parameters, heads on blocks " + c10::str(block_ids) + ", " + std::to_string(o.steps) +
-         " iterations (G and D alternate), global batch " + std::to_string(o.batch_size) + " over " +
+         std::string(use_adv ? " iterations (G and D alternate)" : " iterations (G only)") + ", global batch " + std::to_string(o.batch_size) + " over " +
          std::to_string(env.world_size) + " process(es)");
   std::unique_ptr<JsonlLog> log = main_rank ? std::make_unique<JsonlLog>((state_dir / "log.jsonl").string(), start) : nullptr;
   Progress progress("distill", o.steps, start);
@@ -236,6 +238,7 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
   for (int64_t step = start; step < o.steps; ++step) {
     // LADD-only alternates too; sCM-only has no discriminator: every iteration is a G step.
     const bool g_phase = !use_adv || step % 2 == 0;
+    const double step_t0 = now();
     const Batch b = cache_batch(cache, o.seed, step, o.batch_size, slice, device, dtype);
     at::Generator gen = step_generator(o.seed, step);
     const int64_t Bg = o.batch_size;
@@ -300,7 +303,8 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
         if (ema) ema->update();
       }
       last_g = {{"loss_g", loss.item<double>()}, {"loss_scm", scm_v}, {"loss_adv", adv_v}, {"grad_norm_g", gnorm},
-                {"logvar", logvar_v}, {"tangent_norm", gnorm_tan}, {"lr", optim_g.lr()}, {"skipped", ok ? 0.0 : 1.0}};
+                {"logvar", logvar_v}, {"tangent_norm", gnorm_tan}, {"lr", optim_g.lr()}, {"skipped", ok ? 0.0 : 1.0},
+                {"seconds", now() - step_t0}};
       if (log) log->write(step, last_g, {{"phase", "G"}});
     } else {
       at::Tensor x_fake, t_fake, e_fake, m_fake;
@@ -331,7 +335,8 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
       const bool ok = std::isfinite(dp ? dp->all_reduce_sum(gnorm) : gnorm);
       if (ok) optim_d.step();
       last_d = {{"loss_d", loss.item<double>()}, {"d_real", real_logits.mean().item<double>()},
-                {"d_fake", fake_logits.mean().item<double>()}, {"grad_norm_d", gnorm}, {"skipped", ok ? 0.0 : 1.0}};
+                {"d_fake", fake_logits.mean().item<double>()}, {"grad_norm_d", gnorm}, {"skipped", ok ? 0.0 : 1.0},
+                {"seconds", now() - step_t0}};
       if (log) log->write(step, last_d, {{"phase", "D"}});
     }
     if (main_rank && ((step + 1) % o.log_every == 0 || step + 1 == o.steps)) {
@@ -352,7 +357,7 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < student_params.size(); ++i) student_params[i].second.copy_(ema->averages()[i].second.to(dtype));
   }
-  sample(o.steps);
+  if (o.sample_every >= 0) sample(o.steps);
   fs::create_directories(out / "transformer");
   write_text((out / "transformer" / "config.json").string(), scfg_json.dump(2) + "\n");
   nn::save_state_dict(*student, (out / "transformer" / "diffusion_pytorch_model.safetensors").string(), {{"format", "pt"}});

@@ -65,7 +65,8 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
   auto model = std::make_shared<SanaTransformer2DModel>(cfg, opts);
   init_flow_model(*model, o.seed);
   const NamedTensors params = trainable(*model);
-  AdamW optim(params, {o.lr, 0.9, 0.999, 1e-8, o.weight_decay});
+  const auto optim_ptr = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
+  Optimizer& optim = *optim_ptr;
   std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
   std::unique_ptr<DataParallel> dp = env.distributed() ? std::make_unique<DataParallel>(env, o.backend, device) : nullptr;
   const Slice slice{env.rank, env.world_size, o.batch_size};
@@ -132,6 +133,7 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
   Progress progress("train", o.steps, start);
   const auto cpu = at::TensorOptions().dtype(at::kFloat);
   for (int64_t step = start; step < o.steps; ++step) {
+    const double step_t0 = now();
     const Batch b = cache_batch(cache, o.seed, step, o.batch_size, slice, device, dtype);
     // Draws for the whole global batch; this process keeps its rows.
     at::Generator gen = step_generator(o.seed, step);
@@ -160,7 +162,8 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
     }
     double loss_v = loss.item<double>();
     if (dp) loss_v = dp->all_reduce_sum(loss_v) / env.world_size;
-    if (log) log->write(step, {{"loss", loss_v}, {"grad_norm", gnorm}, {"lr", optim.lr()}, {"skipped", ok ? 0.0 : 1.0}});
+    if (log) log->write(step, {{"loss", loss_v}, {"grad_norm", gnorm}, {"lr", optim.lr()}, {"skipped", ok ? 0.0 : 1.0},
+                                {"seconds", now() - step_t0}});
     if (main_rank && ((step + 1) % o.log_every == 0 || step + 1 == o.steps))
       progress.update(step + 1, {{"loss", loss_v}, {"gnorm", gnorm}});
     if ((step + 1) % o.checkpoint_every == 0 || step + 1 == o.steps) save_state(step + 1);
@@ -173,7 +176,7 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(ema->averages()[i].second.to(dtype));
   }
-  sample(o.steps);
+  if (o.sample_every >= 0) sample(o.steps);
   fs::create_directories(out / "transformer");
   write_text((out / "transformer" / "config.json").string(), cfg_json.dump(2) + "\n");
   nn::save_state_dict(*model, (out / "transformer" / "diffusion_pytorch_model.safetensors").string(), {{"format", "pt"}});

@@ -50,7 +50,8 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
   AutoencoderDC model(cfg, opts);
   nn::init_random(model, o.seed);
   const NamedTensors params = trainable(model);
-  AdamW optim(params, {o.lr, 0.9, 0.999, 1e-8, o.weight_decay});
+  const auto optim_ptr = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
+  Optimizer& optim = *optim_ptr;
   std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
 
   const fs::path out(o.out), state_dir = out / "training";
@@ -87,6 +88,7 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
   JsonlLog log((state_dir / "log.jsonl").string(), start);
   Progress progress("train-vae", o.steps, start);
   for (int64_t step = start; step < o.steps; ++step) {
+    const double step_t0 = now();
     std::vector<int64_t> idx;
     for (int64_t j = 0; j < o.batch_size; ++j) idx.push_back(sample_index(o.seed, step, o.batch_size, j, n));
     const at::Tensor x = batch_of(idx);
@@ -105,7 +107,8 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
     const double mse_v = mse.item<double>();
     const double psnr = 10 * std::log10(4.0 / std::max(mse_v, 1e-12));  // peak-to-peak 2 in [-1, 1]
     log.write(step, {{"loss", loss.item<double>()}, {"mse", mse_v}, {"l1", l1.item<double>()}, {"psnr", psnr},
-                     {"grad_norm", gnorm}, {"lr", optim.lr()}, {"skipped", ok ? 0.0 : 1.0}});
+                     {"grad_norm", gnorm}, {"lr", optim.lr()}, {"skipped", ok ? 0.0 : 1.0},
+                                {"seconds", now() - step_t0}});
     if ((step + 1) % o.log_every == 0 || step + 1 == o.steps)
       progress.update(step + 1, {{"loss", loss.item<double>()}, {"psnr", psnr}, {"gnorm", gnorm}});
     if ((step + 1) % o.checkpoint_every == 0 || step + 1 == o.steps) save_state(step + 1);
@@ -117,7 +120,7 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
     at::NoGradGuard no_grad;
     for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(ema->averages()[i].second);
   }
-  sample(o.steps);
+  if (o.sample_every >= 0) sample(o.steps);
   double sf = 1.0, psnr = 0;
   {
     at::NoGradGuard no_grad;

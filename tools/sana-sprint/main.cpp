@@ -1,5 +1,6 @@
 // sana-sprint: command line front end. Subcommands are thin layers over the library.
 #include <CLI/CLI.hpp>
+#include <c10/core/InferenceMode.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -221,6 +222,7 @@ struct EvalModelArgs {
   std::string out, json_out, reference;
   int64_t prompts = 300;
   uint64_t prompt_seed = 20260101;  // the eval prompt stream (the training data uses other seeds)
+  bool vae_roundtrip = false;       // score the VAE's reconstructions of the true scenes instead (an upper bound)
 };
 
 double psnr(const at::Tensor& a, const at::Tensor& b) {
@@ -256,12 +258,19 @@ int run_eval_model(EvalModelArgs e) {
     o.flow.steps = a.steps;
     o.flow.solver = a.sampler;
     const double t0 = now();
-    const auto r = pipe.generate(o);
+    at::Tensor image;
+    if (e.vae_roundtrip) {
+      c10::InferenceMode guard;
+      const at::Tensor x = (sana::shapes::render(scene, a.height).unsqueeze(0) * 2 - 1).to(device, pipe.vae->dtype());
+      image = (pipe.vae->decode(pipe.vae->encode(x)).to(at::kFloat).cpu()[0] / 2 + 0.5).clamp(0, 1);
+    } else {
+      image = pipe.generate(o).images[0];
+    }
     seconds += now() - t0;
     char stem[32];
     std::snprintf(stem, sizeof(stem), "%07lld", static_cast<long long>(i));
     const fs::path base = fs::path(e.out) / stem;
-    sana::save_png(base.string() + ".png", r.images[0]);
+    sana::save_png(base.string() + ".png", image);
     std::ofstream(base.string() + ".json") << scene.to_json() << "\n";
     sana::shapes::add_result(report, scene, sana::shapes::check(scene, sana::shapes::detect(sana::load_png(base.string() + ".png"))));
     if (!e.reference.empty()) {
@@ -299,6 +308,7 @@ void add_train_options(CLI::App* app, sana::TrainOptions& o) {
   app->add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
   app->add_option("-b,--batch-size", o.batch_size, "global batch size")->capture_default_str()->check(CLI::PositiveNumber);
   app->add_option("--lr", o.lr, "learning rate")->capture_default_str();
+  app->add_option("--optimizer", o.optimizer, "adamw | came (the reference's)")->capture_default_str();
   app->add_option("--warmup-steps", o.warmup_steps, "linear learning-rate warm-up")->capture_default_str();
   app->add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str();
   app->add_option("--grad-clip", o.grad_clip, "gradient-norm clip (non-finite norms skip the step)")->capture_default_str();
@@ -307,7 +317,7 @@ void add_train_options(CLI::App* app, sana::TrainOptions& o) {
   app->add_option("--log-every", o.log_every, "progress line every N steps")->capture_default_str()->check(CLI::PositiveNumber);
   app->add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app->add_option("--sample-every", o.sample_every, "sample grid every N steps (0: at the end only)")->capture_default_str();
+  app->add_option("--sample-every", o.sample_every, "sample grid every N steps (0: at the end only, -1: never)")->capture_default_str();
   app->add_flag("--resume", o.resume, "continue from <out>/training/checkpoint.safetensors");
   app->add_option("--device", o.device, "cpu | cuda[:N]")->capture_default_str();
   app->add_option("--dtype", o.dtype, "fp32 | bf16 | fp16")->capture_default_str();
@@ -335,7 +345,7 @@ int main(int argc, char** argv) {
   gen->add_option("-o,--output", g.output, "output PNG; with -b N, NAME_1.png ... NAME_N.png")->capture_default_str();
   gen->add_option("--steps", g.steps, "sampling steps (1-4 typical)")->capture_default_str();
   gen->add_option("-s,--seed", g.seed, "seed of the CPU generator (-1: random)")->capture_default_str();
-  gen->add_option("-W,--width", g.width, "image width (multiple of the VAE factor, 32)")->capture_default_str();
+  gen->add_option("-W,--width", g.width, "image width (a multiple of the VAE factor: 32 for the real DC-AE, 8 for the shapes models)")->capture_default_str();
   gen->add_option("-H,--height", g.height, "image height")->capture_default_str();
   gen->add_option("--guidance", g.guidance, "distilled guidance scale (embedded; no extra pass)")->capture_default_str();
   gen->add_option("-b,--batch-count", g.batch, "images for the prompt, in one batch")->capture_default_str()
@@ -440,6 +450,7 @@ int main(int argc, char** argv) {
   eval->add_option("--steps", em.gen.steps, "with -m: sampling steps");
   eval->add_option("--guidance", em.gen.guidance, "with -m: guidance scale");
   eval->add_option("--sampler", em.gen.sampler, "with -m, flow teachers: euler | dpm++2m")->capture_default_str();
+  eval->add_flag("--vae-roundtrip", em.vae_roundtrip, "with -m: score the VAE's reconstructions of the true scenes");
   eval->add_option("--reference", em.reference, "with -m: folder of images to compute PSNR against (same names)");
   eval->add_option("--device", em.gen.device, "cpu | cuda[:N]")->capture_default_str();
   eval->add_option("--dtype", em.gen.dtype, "fp32 | bf16 | fp16")->capture_default_str();

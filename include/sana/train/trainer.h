@@ -32,6 +32,7 @@ struct TrainOptions {
   int64_t steps = 1000;         // optimizer steps (for distill: G + D iterations, as the reference counts)
   int batch_size = 32;          // global batch (split over the data-parallel processes)
   double lr = 1e-4;
+  std::string optimizer = "adamw";  // adamw | came (the reference's)
   int warmup_steps = 0;         // linear learning-rate warm-up
   double weight_decay = 0.0;
   double grad_clip = 1.0;       // global gradient-norm clip; non-finite norms skip the step
@@ -39,7 +40,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   int log_every = 10;           // progress line every N steps (the JSONL log gets every step)
   int checkpoint_every = 500;
-  int sample_every = 0;         // sample grid every N steps (0: only at the end)
+  int sample_every = 0;         // sample grid every N steps (0: only at the end; < 0: never)
   bool resume = false;
   std::string device = "cpu", dtype = "fp32";
   std::string backend = "auto";  // c10d backend when WORLD_SIZE > 1
