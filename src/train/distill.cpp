@@ -138,13 +138,10 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
   Optimizer& optim_d = *optim_d_ptr;
   const NamedTensors student_params = trainable(*student);
   std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(student_params, o.ema_decay) : nullptr;
-  std::unique_ptr<DataParallel> dp = env.distributed() ? std::make_unique<DataParallel>(env, o.backend, device) : nullptr;
-  const Slice slice{env.rank, env.world_size, o.batch_size};
-  if (slice.size() < 1) throw Error("--batch-size " + std::to_string(o.batch_size) + " is smaller than WORLD_SIZE");
-
-  const fs::path out(o.out), state_dir = out / "training";
-  fs::create_directories(state_dir);
-  const std::string ckpt = (state_dir / "checkpoint.safetensors").string();
+  Slice slice;
+  const std::unique_ptr<DataParallel> dp = data_parallel(env, o, device, slice);
+  const std::string ckpt = checkpoint_path(o.out);
+  const fs::path state_dir = fs::path(o.out) / "training";
   int64_t start = 0;
   if (o.resume) {
     start = load_checkpoint_step(ckpt);
@@ -353,26 +350,12 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
   if (!main_rank) return;
 
   // Export a diffusers SanaSprintPipeline folder (the logvar head is training-only, as in the reference export).
-  if (ema) {
-    at::NoGradGuard no_grad;
-    for (size_t i = 0; i < student_params.size(); ++i) student_params[i].second.copy_(ema->averages()[i].second.to(dtype));
-  }
+  if (ema) ema->copy_to_params();
   if (o.sample_every >= 0) sample(o.steps);
-  fs::create_directories(out / "transformer");
-  write_text((out / "transformer" / "config.json").string(), scfg_json.dump(2) + "\n");
-  nn::save_state_dict(*student, (out / "transformer" / "diffusion_pytorch_model.safetensors").string(), {{"format", "pt"}});
-  json sched = {{"_class_name", "SCMScheduler"}, {"num_train_timesteps", 1000}, {"prediction_type", "trigflow"},
-                {"sigma_data", sd}};
-  write_text((out / "scheduler" / "scheduler_config.json").string(), sched.dump(2) + "\n");
-  json index = {{"_class_name", "SanaSprintPipeline"},
-                {"scheduler", {"diffusers", "SCMScheduler"}},
-                {"text_encoder", {"transformers", "Gemma2Model"}},
-                {"tokenizer", {"transformers", "GemmaTokenizer"}},
-                {"transformer", {"diffusers", "SanaTransformer2DModel"}},
-                {"vae", {"diffusers", "AutoencoderDC"}}};
-  write_text((out / "model_index.json").string(), index.dump(2) + "\n");
-  for (const char* part : {"tokenizer", "text_encoder", "vae"}) copy_component(d.teacher, o.out, part);
-  write_generation_defaults(o.out, cache, 1, 4.5);
+  const json sched = {{"_class_name", "SCMScheduler"}, {"num_train_timesteps", 1000}, {"prediction_type", "trigflow"},
+                      {"sigma_data", sd}};
+  export_pipeline(o.out, "SanaSprintPipeline", "SCMScheduler", sched.dump(2) + "\n", *student,
+                  scfg_json.dump(2) + "\n", d.teacher, cache, 1, 4.5);
   note("distill: wrote the student pipeline " + o.out);
 }
 

@@ -68,30 +68,19 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
   const auto optim_ptr = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
   Optimizer& optim = *optim_ptr;
   std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
-  std::unique_ptr<DataParallel> dp = env.distributed() ? std::make_unique<DataParallel>(env, o.backend, device) : nullptr;
-  const Slice slice{env.rank, env.world_size, o.batch_size};
-  if (slice.size() < 1) throw Error("--batch-size " + std::to_string(o.batch_size) + " is smaller than WORLD_SIZE");
-
-  const fs::path out(o.out), state_dir = out / "training";
-  fs::create_directories(state_dir);
-  const std::string ckpt = (state_dir / "checkpoint.safetensors").string();
+  Slice slice;
+  const std::unique_ptr<DataParallel> dp = data_parallel(env, o, device, slice);
+  const std::string ckpt = checkpoint_path(o.out);
+  const fs::path state_dir = fs::path(o.out) / "training";
   int64_t start = 0;
   if (o.resume) {
-    start = load_checkpoint_step(ckpt);
-    restore_tensors(ckpt, "model.", params);
-    optim.load_state(load_prefixed(ckpt, "optim."));
-    if (ema) restore_tensors(ckpt, "ema.", ema->averages());
+    start = restore_model_state(ckpt, params, optim, ema.get());
     if (main_rank) note("train: resumed from " + ckpt + " at step " + std::to_string(start));
   } else if (dp) {
     dp->broadcast_parameters(tensors_of(params));
   }
   const auto save_state = [&](int64_t step) {
-    if (!main_rank) return;
-    NamedTensors t;
-    for (const auto& [k, v] : params) t.emplace_back("model." + k, v);
-    for (const auto& [k, v] : optim.state()) t.emplace_back("optim." + k, v);
-    if (ema) for (const auto& kv : ema->state("ema.")) t.push_back(kv);
-    save_checkpoint(ckpt, step, t);
+    if (main_rank) save_checkpoint(ckpt, step, model_state(params, optim, ema.get()));
   };
 
   // Sample grids: 8 fixed captions, 20 Euler steps with CFG 4.5 from fixed noise, decoded by the base's VAE.
@@ -171,26 +160,12 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
   }
   if (!main_rank) return;
 
-  // Export a diffusers SanaPipeline folder.
-  if (ema) {
-    at::NoGradGuard no_grad;
-    for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(ema->averages()[i].second.to(dtype));
-  }
+  // Export a diffusers SanaPipeline folder (the EMA weights when there is an EMA).
+  if (ema) ema->copy_to_params();
   if (o.sample_every >= 0) sample(o.steps);
-  fs::create_directories(out / "transformer");
-  write_text((out / "transformer" / "config.json").string(), cfg_json.dump(2) + "\n");
-  nn::save_state_dict(*model, (out / "transformer" / "diffusion_pytorch_model.safetensors").string(), {{"format", "pt"}});
-  json sched = {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000}, {"shift", 1.0}};
-  write_text((out / "scheduler" / "scheduler_config.json").string(), sched.dump(2) + "\n");
-  json index = {{"_class_name", "SanaPipeline"},
-                {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
-                {"text_encoder", {"transformers", "Gemma2Model"}},
-                {"tokenizer", {"transformers", "GemmaTokenizer"}},
-                {"transformer", {"diffusers", "SanaTransformer2DModel"}},
-                {"vae", {"diffusers", "AutoencoderDC"}}};
-  write_text((out / "model_index.json").string(), index.dump(2) + "\n");
-  for (const char* part : {"tokenizer", "text_encoder", "vae"}) copy_component(f.base, o.out, part);
-  write_generation_defaults(o.out, cache, 20, 4.5);
+  const json sched = {{"_class_name", "FlowMatchEulerDiscreteScheduler"}, {"num_train_timesteps", 1000}, {"shift", 1.0}};
+  export_pipeline(o.out, "SanaPipeline", "FlowMatchEulerDiscreteScheduler", sched.dump(2) + "\n", *model,
+                  cfg_json.dump(2) + "\n", f.base, cache, 20, 4.5);
   note("train: wrote the teacher pipeline " + o.out);
 }
 

@@ -55,22 +55,14 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
   std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
 
   const fs::path out(o.out), state_dir = out / "training";
-  fs::create_directories(state_dir);
-  const std::string ckpt = (state_dir / "checkpoint.safetensors").string();
+  const std::string ckpt = checkpoint_path(o.out);
   int64_t start = 0;
   if (o.resume) {
-    start = load_checkpoint_step(ckpt);
-    restore_tensors(ckpt, "model.", params);
-    optim.load_state(load_prefixed(ckpt, "optim."));
-    if (ema) restore_tensors(ckpt, "ema.", ema->averages());
+    start = restore_model_state(ckpt, params, optim, ema.get());
     note("train-vae: resumed from " + ckpt + " at step " + std::to_string(start));
   }
   const auto save_state = [&](int64_t step) {
-    NamedTensors t;
-    for (const auto& [k, v] : params) t.emplace_back("model." + k, v);
-    for (const auto& [k, v] : optim.state()) t.emplace_back("optim." + k, v);
-    if (ema) for (const auto& kv : ema->state("ema.")) t.push_back(kv);
-    save_checkpoint(ckpt, step, t);
+    save_checkpoint(ckpt, step, model_state(params, optim, ema.get()));
   };
 
   // Fixed images for the reconstruction grids: the first 8.
@@ -116,10 +108,7 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
   }
 
   // Export: EMA weights when enabled; scaling_factor from the latents of up to 1024 images.
-  if (ema) {
-    at::NoGradGuard no_grad;
-    for (size_t i = 0; i < params.size(); ++i) params[i].second.copy_(ema->averages()[i].second);
-  }
+  if (ema) ema->copy_to_params();
   if (o.sample_every >= 0) sample(o.steps);
   double sf = 1.0, psnr = 0;
   {

@@ -106,6 +106,49 @@ NamedTensors EMA::state(const std::string& prefix) const {
   return out;
 }
 
+void EMA::copy_to_params() const {
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(avg_[i].second);
+}
+
+NamedTensors model_state(const NamedTensors& params, const Optimizer& optim, const EMA* ema) {
+  NamedTensors t;
+  for (const auto& [k, v] : params) t.emplace_back("model." + k, v);
+  for (const auto& [k, v] : optim.state()) t.emplace_back("optim." + k, v);
+  if (ema)
+    for (const auto& kv : ema->state("ema.")) t.push_back(kv);
+  return t;
+}
+
+int64_t restore_model_state(const std::string& path, const NamedTensors& params, Optimizer& optim, EMA* ema) {
+  const int64_t step = load_checkpoint_step(path);
+  restore_tensors(path, "model.", params);
+  optim.load_state(load_prefixed(path, "optim."));
+  if (ema) restore_tensors(path, "ema.", ema->averages());
+  return step;
+}
+
+void export_pipeline(const std::string& out, const std::string& pipeline_class, const std::string& scheduler_class,
+                     const std::string& scheduler_config_json, const torch::nn::Module& transformer,
+                     const std::string& transformer_config_json, const std::string& components_from,
+                     const LatentCache& cache, int steps, double guidance) {
+  const fs::path o(out);
+  fs::create_directories(o / "transformer");
+  write_text((o / "transformer" / "config.json").string(), transformer_config_json);
+  nn::save_state_dict(transformer, (o / "transformer" / "diffusion_pytorch_model.safetensors").string(),
+                      {{"format", "pt"}});
+  write_text((o / "scheduler" / "scheduler_config.json").string(), scheduler_config_json);
+  const json index = {{"_class_name", pipeline_class},
+                      {"scheduler", {"diffusers", scheduler_class}},
+                      {"text_encoder", {"transformers", "Gemma2Model"}},
+                      {"tokenizer", {"transformers", "GemmaTokenizer"}},
+                      {"transformer", {"diffusers", "SanaTransformer2DModel"}},
+                      {"vae", {"diffusers", "AutoencoderDC"}}};
+  write_text((o / "model_index.json").string(), index.dump(2) + "\n");
+  for (const char* part : {"tokenizer", "text_encoder", "vae"}) copy_component(components_from, out, part);
+  write_generation_defaults(out, cache, steps, guidance);
+}
+
 void save_checkpoint(const std::string& path, int64_t step, const NamedTensors& tensors) {
   save_safetensors(path, tensors, {{"step", std::to_string(step)}, {"format", "sana-sprint training state"}});
 }
@@ -192,6 +235,21 @@ void copy_component(const std::string& from_dir, const std::string& to_dir, cons
     if (e.path().filename() != "training") fs::copy(e.path(), tmp / e.path().filename(), fs::copy_options::recursive);
   fs::remove_all(to);
   fs::rename(tmp, to);
+}
+
+std::string checkpoint_path(const std::string& out) {
+  const fs::path dir = fs::path(out) / "training";
+  fs::create_directories(dir);
+  return (dir / "checkpoint.safetensors").string();
+}
+
+std::unique_ptr<DataParallel> data_parallel(const DistEnv& env, const TrainOptions& o, const at::Device& device,
+                                            Slice& slice) {
+  slice = Slice{env.rank, env.world_size, o.batch_size};
+  if (slice.size() < 1)
+    throw Error("--batch-size " + std::to_string(o.batch_size) + " is smaller than WORLD_SIZE " +
+                std::to_string(env.world_size));
+  return env.distributed() ? std::make_unique<DataParallel>(env, o.backend, device) : nullptr;
 }
 
 Batch cache_batch(const LatentCache& cache, uint64_t seed, int64_t step, int64_t batch_size, const Slice& slice,

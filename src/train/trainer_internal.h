@@ -55,6 +55,8 @@ class EMA {
   void update();
   const NamedTensors& averages() const { return avg_; }
   NamedTensors state(const std::string& prefix) const;
+  // Copies the averages into the parameters (for export).
+  void copy_to_params() const;
 
  private:
   NamedTensors params_, avg_;
@@ -67,6 +69,18 @@ void save_checkpoint(const std::string& path, int64_t step, const NamedTensors& 
 int64_t load_checkpoint_step(const std::string& path);
 void restore_tensors(const std::string& path, const std::string& prefix, const NamedTensors& targets);
 NamedTensors load_prefixed(const std::string& path, const std::string& prefix);
+
+// The state of a one-model run: "model.", "optim." and (if any) "ema." tensors; restore returns the step.
+NamedTensors model_state(const NamedTensors& params, const Optimizer& optim, const EMA* ema);
+int64_t restore_model_state(const std::string& path, const NamedTensors& params, Optimizer& optim, EMA* ema);
+
+// Writes a diffusers pipeline folder: model_index.json (`pipeline_class`, the five components), transformer/
+// (config text + the module's weights), scheduler/scheduler_config.json, tokenizer/ text_encoder/ vae/ copied from
+// `components_from`, and generation_defaults.json.
+void export_pipeline(const std::string& out, const std::string& pipeline_class, const std::string& scheduler_class,
+                     const std::string& scheduler_config_json, const torch::nn::Module& transformer,
+                     const std::string& transformer_config_json, const std::string& components_from,
+                     const LatentCache& cache, int steps, double guidance);
 
 // Parameters of a module that require grad, with names.
 NamedTensors trainable(const torch::nn::Module& module, const std::string& prefix = "");
@@ -91,6 +105,13 @@ struct Slice {
   int64_t size() const { return global * (rank + 1) / world - begin(); }
   at::Tensor operator()(const at::Tensor& t) const { return t.narrow(0, begin(), size()); }
 };
+
+// Creates <out>/training/ and returns the path of its checkpoint.
+std::string checkpoint_path(const std::string& out);
+
+// The c10d group for WORLD_SIZE > 1 (null for one process), and this process's rows of the global batch.
+std::unique_ptr<DataParallel> data_parallel(const DistEnv& env, const TrainOptions& o, const at::Device& device,
+                                            Slice& slice);
 
 // Rows of the cache for step k (the global batch), on `device`.
 struct Batch {
