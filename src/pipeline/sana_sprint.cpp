@@ -172,14 +172,9 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
     report("step " + std::to_string(i + 1) + "/" + std::to_string(n), t0);
   }
 
-  // 7. Decode x0 / sigma_d / scaling_factor.
-  t0 = now();
+  // 7. Decode x0 / sigma_d / scaling_factor (in finish).
   r.final_latents = x0 / sigma_d;
-  const at::Tensor z = r.final_latents.to(vae->dtype()) / vae->config().scaling_factor;
-  r.vae_decoded = (o.tiled_decode ? vae->decode_tiled(z, o.tiling) : vae->decode(z)).to(at::kFloat);
-  report("vae decode", t0);
-
-  finish(o, r, binning);
+  finish(o, r, binning, report);
   return r;
 }
 
@@ -218,15 +213,16 @@ void SanaSprintPipeline::generate_flow(const GenerateOptions& o, GenerateResult&
   });
   r.denoised.push_back(x0);
   r.final_latents = x0;
-  t0 = now();
-  const at::Tensor z = x0.to(vae->dtype()) / vae->config().scaling_factor;
-  r.vae_decoded = (o.tiled_decode ? vae->decode_tiled(z, o.tiling) : vae->decode(z)).to(at::kFloat);
-  report("vae decode", t0);
-  finish(o, r, binning);
+  finish(o, r, binning, report);
 }
 
-void SanaSprintPipeline::finish(const GenerateOptions& o, GenerateResult& r, bool binning) const {
-  // 8. Back from the bin: scale to cover, then centre-crop. 9. [-1, 1] -> [0, 1].
+void SanaSprintPipeline::finish(const GenerateOptions& o, GenerateResult& r, bool binning,
+                                const std::function<void(const std::string&, double)>& report) const {
+  // Decode final_latents / scaling_factor; back from the bin: scale to cover, then centre-crop; [-1, 1] -> [0, 1].
+  const double t0 = now();
+  const at::Tensor z = r.final_latents.to(vae->dtype()) / vae->config().scaling_factor;
+  r.vae_decoded = (o.tiled_decode ? vae->decode_tiled(z, o.tiling) : vae->decode(z)).to(at::kFloat);
+  report("vae decode", t0);
   at::Tensor image = r.vae_decoded;
   if (binning && (r.generated_height != o.height || r.generated_width != o.width)) {
     const double scale = std::max(static_cast<double>(o.height) / r.generated_height,

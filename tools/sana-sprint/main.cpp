@@ -233,7 +233,6 @@ double psnr(const at::Tensor& a, const at::Tensor& b) {
 int run_eval_model(EvalModelArgs e) {
   GenerateArgs& a = e.gen;
   if (a.model.empty()) a.model = SANA_DEFAULT_MODEL;
-  a.prompt = "x";
   apply_generation_defaults(a);
   if (e.prompts < 1) throw sana::Error("--prompts must be at least 1");
   const at::Device device = sana::parse_device(a.device);

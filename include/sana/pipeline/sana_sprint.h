@@ -71,7 +71,8 @@ class SanaSprintPipeline {
  private:
   void generate_flow(const GenerateOptions& o, GenerateResult& r, const at::Tensor& embeds, const at::Tensor& mask,
                      bool binning, const std::function<void(const std::string&, double)>& report) const;
-  void finish(const GenerateOptions& o, GenerateResult& r, bool binning) const;
+  void finish(const GenerateOptions& o, GenerateResult& r, bool binning,
+              const std::function<void(const std::string&, double)>& report) const;
 
  public:
 
