@@ -2,7 +2,7 @@
 # The shapes world, end to end, with the project's own commands: data -> tiny DC-AE -> tokenizer + frozen random
 # Gemma-2 -> latent cache -> flow-matching teacher -> SANA-Sprint student (hybrid sCM + LADD) -> models/.
 # Every stage is seeded; a finished stage is skipped, an interrupted one resumes (--resume) when run again.
-# Usage: recipes/shapes/run.sh [WORK_DIR]      (default recipes/shapes/work; about 90 min on a 2-core CPU)
+# Usage: recipes/shapes/run.sh [WORK_DIR]      (default recipes/shapes/work; about 80 min on a 2-core CPU)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
