@@ -291,14 +291,9 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
       }
       optim_g.zero_grad();
       loss.backward();
-      if (dp) dp->average_gradients(tensors_of(g_params));
-      const double gnorm = clip_grad_norm(tensors_of(g_params), o.grad_clip);
-      const bool ok = std::isfinite(dp ? dp->all_reduce_sum(gnorm) : gnorm);
-      if (ok) {
-        optim_g.set_lr(warmup_lr(o.lr, o.warmup_steps, use_adv ? step / 2 : step));
-        optim_g.step();
-        if (ema) ema->update();
-      }
+      // The learning-rate warm-up counts G steps only (the reference's scheduler steps with G).
+      const auto [gnorm, ok] = apply_gradients(optim_g, g_params, o.lr, o.warmup_steps, use_adv ? step / 2 : step,
+                                               o.grad_clip, dp.get(), ema.get());
       last_g = {{"loss_g", loss.item<double>()}, {"loss_scm", scm_v}, {"loss_adv", adv_v}, {"grad_norm_g", gnorm},
                 {"logvar", logvar_v}, {"tangent_norm", gnorm_tan}, {"lr", optim_g.lr()}, {"skipped", ok ? 0.0 : 1.0},
                 {"seconds", now() - step_t0}};
@@ -327,10 +322,8 @@ void distill(const DistillOptions& d, const TrainOptions& o) {
       const at::Tensor loss = hinge_discriminator_loss(real_logits, fake_logits);
       optim_d.zero_grad();
       loss.backward();
-      if (dp) dp->average_gradients(tensors_of(d_params));
-      const double gnorm = clip_grad_norm(tensors_of(d_params), o.grad_clip);
-      const bool ok = std::isfinite(dp ? dp->all_reduce_sum(gnorm) : gnorm);
-      if (ok) optim_d.step();
+      const auto [gnorm, ok] = apply_gradients(optim_d, d_params, d.lr_d > 0 ? d.lr_d : o.lr, 0, step, o.grad_clip,
+                                               dp.get(), nullptr);
       last_d = {{"loss_d", loss.item<double>()}, {"d_real", real_logits.mean().item<double>()},
                 {"d_fake", fake_logits.mean().item<double>()}, {"grad_norm_d", gnorm}, {"skipped", ok ? 0.0 : 1.0},
                 {"seconds", now() - step_t0}};

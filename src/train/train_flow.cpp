@@ -141,14 +141,7 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
     const at::Tensor loss = flow_matching_loss_at(velocity, b.latents, s, eps);
     optim.zero_grad();
     loss.backward();
-    if (dp) dp->average_gradients(tensors_of(params));
-    const double gnorm = clip_grad_norm(tensors_of(params), o.grad_clip);
-    const bool ok = std::isfinite(gnorm);
-    if (ok) {
-      optim.set_lr(warmup_lr(o.lr, o.warmup_steps, step));
-      optim.step();
-      if (ema) ema->update();
-    }
+    const auto [gnorm, ok] = apply_gradients(optim, params, o.lr, o.warmup_steps, step, o.grad_clip, dp.get(), ema.get());
     double loss_v = loss.item<double>();
     if (dp) loss_v = dp->all_reduce_sum(loss_v) / env.world_size;
     if (log) log->write(step, {{"loss", loss_v}, {"grad_norm", gnorm}, {"lr", optim.lr()}, {"skipped", ok ? 0.0 : 1.0},

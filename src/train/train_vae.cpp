@@ -89,13 +89,7 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
     const at::Tensor loss = mse + l1;
     optim.zero_grad();
     loss.backward();
-    const double gnorm = clip_grad_norm(tensors_of(params), o.grad_clip);
-    const bool ok = std::isfinite(gnorm);
-    if (ok) {
-      optim.set_lr(warmup_lr(o.lr, o.warmup_steps, step));
-      optim.step();
-      if (ema) ema->update();
-    }
+    const auto [gnorm, ok] = apply_gradients(optim, params, o.lr, o.warmup_steps, step, o.grad_clip, nullptr, ema.get());
     const double mse_v = mse.item<double>();
     const double psnr = 10 * std::log10(4.0 / std::max(mse_v, 1e-12));  // peak-to-peak 2 in [-1, 1]
     log.write(step, {{"loss", loss.item<double>()}, {"mse", mse_v}, {"l1", l1.item<double>()}, {"psnr", psnr},

@@ -200,6 +200,18 @@ double warmup_lr(double lr, int warmup, int64_t step) {
   return lr * std::min(1.0, static_cast<double>(step + 1) / warmup);
 }
 
+std::pair<double, bool> apply_gradients(Optimizer& optim, const NamedTensors& params, double lr, int warmup_steps,
+                                        int64_t lr_step, double clip, DataParallel* dp, EMA* ema) {
+  const std::vector<at::Tensor> tensors = tensors_of(params);
+  if (dp) dp->average_gradients(tensors);
+  const double norm = clip_grad_norm(tensors, clip);
+  if (!std::isfinite(norm)) return {norm, false};
+  optim.set_lr(warmup_lr(lr, warmup_steps, lr_step));
+  optim.step();
+  if (ema) ema->update();
+  return {norm, true};
+}
+
 void save_grid(const std::string& path, const at::Tensor& images, int cols) {
   const int64_t n = images.size(0), h = images.size(2), w = images.size(3);
   cols = static_cast<int>(std::min<int64_t>(cols, n));

@@ -89,6 +89,12 @@ std::vector<at::Tensor> tensors_of(const NamedTensors& named);
 // Linear warm-up: lr * min(1, (step + 1) / warmup).
 double warmup_lr(double lr, int warmup, int64_t step);
 
+// After loss.backward(): averages the gradients over the processes (so they, and their norm, are equal on every
+// process), clips them to `clip`, and unless the norm is non-finite sets the warmed-up learning rate for `lr_step`,
+// steps and updates the EMA. Returns {gradient norm before clipping, whether the step was taken}.
+std::pair<double, bool> apply_gradients(Optimizer& optim, const NamedTensors& params, double lr, int warmup_steps,
+                                        int64_t lr_step, double clip, DataParallel* dp, EMA* ema);
+
 // [N, 3, H, W] in [0, 1] -> one PNG grid with `cols` columns.
 void save_grid(const std::string& path, const at::Tensor& images, int cols);
 

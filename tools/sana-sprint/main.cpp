@@ -271,11 +271,13 @@ int run_eval_model(EvalModelArgs e) {
     const fs::path base = fs::path(e.out) / stem;
     sana::save_png(base.string() + ".png", image);
     std::ofstream(base.string() + ".json") << scene.to_json() << "\n";
-    sana::shapes::add_result(report, scene, sana::shapes::check(scene, sana::shapes::detect(sana::load_png(base.string() + ".png"))));
+    // Score the 8-bit image as written (what `eval --images` would read back), not the float tensor.
+    const at::Tensor saved = sana::load_png(base.string() + ".png");
+    sana::shapes::add_result(report, scene, sana::shapes::check(scene, sana::shapes::detect(saved)));
     if (!e.reference.empty()) {
       const fs::path ref = fs::path(e.reference) / (std::string(stem) + ".png");
       if (!fs::exists(ref)) throw sana::Error("--reference: " + ref.string() + " does not exist");
-      psnr_sum += psnr(sana::load_png(base.string() + ".png"), sana::load_png(ref.string()));
+      psnr_sum += psnr(saved, sana::load_png(ref.string()));
       ++psnr_n;
     }
     if ((i + 1) % 50 == 0 || i + 1 == e.prompts)
