@@ -24,7 +24,7 @@ at::Device parse_device(const std::string& text, const std::string& flag) {
   if (text == "cpu") return at::Device(at::kCPU);
   if (text.rfind("cuda", 0) == 0) {
     if (!at::hasCUDA())
-      throw Error(flag + " " + text + ": this build of LibTorch has no CUDA (or no GPU is visible); rebuild with a "
+      throw Error(flag + ": " + text + " is not available: this build of LibTorch has no CUDA (or no GPU is visible); rebuild with a "
                   "CUDA LibTorch via -DCMAKE_PREFIX_PATH");
     try {
       return at::Device(text);

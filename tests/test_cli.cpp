@@ -70,8 +70,8 @@ TEST(Cli, ClearOneLineErrors) {
     std::string args, expect;
   } cases[] = {
       {"generate -m /no/such/dir -p x", "/no/such/dir does not exist"},
-      {"generate" + m + " -p x -W 30 --no-resolution-binning", "multiples of the VAE factor"},
-      {"generate" + m + " -p x --steps 0", "--steps must be at least 1"},
+      {"generate" + m + " -p x -W 30 --no-resolution-binning", "must be a multiple of the VAE factor"},
+      {"generate" + m + " -p x --steps 0", "--steps: must be at least 1"},
       {"generate" + m + " -p x --steps two", "--steps"},
       {"generate" + m + " -p x --dtype int8", "--dtype"},
       {"generate" + m + " -p x -o out.jpg", ".png"},

@@ -13,6 +13,7 @@
 #include "sana/io/config.h"
 #include "sana/io/image.h"
 #include "sana/models/sana_transformer.h"
+#include "sana/pipeline/sana.h"
 #include "sana/pipeline/sana_sprint.h"
 #include "sana/shapes/world.h"
 #include "sana/train/trainer.h"
@@ -195,13 +196,12 @@ TEST_F(TinyWorld, TwoProcessTrainingEqualsOneProcess) {
 TEST_F(TinyWorld, TeacherFolderGeneratesTheFlowOdeSolution) {
   // One Euler step at guidance 1 is x0 = x1 - v(x1, s = 1): the pipeline's timestep convention (t = 1000 s times
   // timestep_scale 0.001) must hand the transformer s.
-  const auto pipe = sana::SanaSprintPipeline::from_pretrained(path("teacher"), at::kCPU, at::kFloat);
-  ASSERT_TRUE(pipe.flow_model);
+  const auto pipe = sana::SanaPipeline::from_pretrained(path("teacher"), at::kCPU, at::kFloat);
   sana::GenerateOptions o;
   o.prompts = {"a red circle"};
   o.height = o.width = 32;
   o.guidance_scale = 1.0;
-  o.flow.steps = 1;
+  o.steps = 1;
   o.seed = 11;
   o.prompt.use_complex_human_instruction = false;
   o.prompt.max_sequence_length = 16;
@@ -212,7 +212,7 @@ TEST_F(TinyWorld, TeacherFolderGeneratesTheFlowOdeSolution) {
   in.encoder_hidden_states = r.prompt_embeds;
   in.encoder_attention_mask = r.prompt_attention_mask;
   in.timestep = at::ones({1});
-  EXPECT_CLOSE(r.final_latents, r.initial_noise - pipe.transformer->forward(in), 1e-5);
+  EXPECT_CLOSE(r.final_latents, r.initial_noise - pipe.components.transformer->forward(in), 1e-5);
   EXPECT_EQ(r.images.sizes(), (std::vector<int64_t>{1, 3, 32, 32}));
 }
 
@@ -221,7 +221,6 @@ TEST_F(TinyWorld, StudentStartsAsTheTeacherAndExportsALoadableSprintPipeline) {
   sana::distill(distill_options(), o);
   const auto teacher = sana::SanaTransformer2DModel::from_pretrained(path("teacher/transformer"), at::kFloat);
   const auto pipe = sana::SanaSprintPipeline::from_pretrained(path("student0"), at::kCPU, at::kFloat);
-  ASSERT_FALSE(pipe.flow_model);
   c10::InferenceMode guard;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(1);
   const at::Tensor x = at::randn({2, 4, 4, 4}, gen), t = at::tensor({0.3f, 1.5f});
@@ -231,12 +230,12 @@ TEST_F(TinyWorld, StudentStartsAsTheTeacherAndExportsALoadableSprintPipeline) {
   cond.encoder_attention_mask = cache.prompt_attention_mask.narrow(0, 0, 2);
   const at::Tensor F_teacher = sana::SanaTrigFlow(teacher).forward(x, t, cond);
   cond.guidance = at::full({2}, 0.45);
-  EXPECT_CLOSE(sana::SanaTrigFlow(pipe.transformer).forward(x, t, cond), F_teacher, 1e-5);
+  EXPECT_CLOSE(sana::SanaTrigFlow(pipe.components.transformer).forward(x, t, cond), F_teacher, 1e-5);
 
   sana::GenerateOptions g;
   g.prompts = {"two red circles above a blue square"};
   g.height = g.width = 32;
-  g.schedule.steps = 1;
+  g.steps = 1;
   g.prompt.use_complex_human_instruction = false;
   g.prompt.max_sequence_length = 16;
   const auto r = pipe.generate(g);

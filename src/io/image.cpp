@@ -1,38 +1,91 @@
+// PNG encoding and decoding through libpng, in memory (image.h).
 #include "sana/io/image.h"
 
 #include <png.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <memory>
+#include <cstring>
 #include <vector>
 
 #include "sana/error.h"
+#include "sana/io/atomic_file.h"
+#include "sana/io/config.h"
 
 namespace sana {
+namespace {
+
+// libpng reports errors by longjmp. Every function below that calls setjmp holds only trivially destructible locals,
+// so the jump skips no destructor; C++ objects live in the callers.
+
+void append_bytes(png_structp png, png_bytep data, png_size_t n) {
+  static_cast<std::string*>(png_get_io_ptr(png))->append(reinterpret_cast<const char*>(data), n);
+}
+
+struct ReadCursor {
+  const char* data;
+  size_t size, pos;
+};
+
+void read_bytes(png_structp png, png_bytep out, png_size_t n) {
+  auto* c = static_cast<ReadCursor*>(png_get_io_ptr(png));
+  if (c->size - c->pos < n) png_error(png, "truncated");
+  std::memcpy(out, c->data + c->pos, n);
+  c->pos += n;
+}
+
+// libpng's read state, freed on every path out, errors included.
+struct PngReader {
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  ~PngReader() { png_destroy_read_struct(&png, &info, nullptr); }
+};
+
+bool write_png_rows(png_structp png, png_infop info, std::string* out, const uint8_t* data, int W, int H,
+                    png_text* chunks, int n_chunks) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_set_write_fn(png, out, append_bytes, nullptr);
+  png_set_IHDR(png, info, W, H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  if (n_chunks > 0) png_set_text(png, info, chunks, n_chunks);
+  png_write_info(png, info);
+  for (int y = 0; y < H; ++y) png_write_row(png, const_cast<png_bytep>(data + static_cast<size_t>(y) * W * 3));
+  png_write_end(png, nullptr);
+  return true;
+}
+
+bool read_png_header(png_structp png, png_infop info, ReadCursor* cursor, png_uint_32* W, png_uint_32* H) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_set_read_fn(png, cursor, read_bytes);
+  png_read_info(png, info);
+  *W = png_get_image_width(png, info);
+  *H = png_get_image_height(png, info);
+  return true;
+}
+
+// 8-bit RGB whatever the stored format: 16-bit stripped, palette and gray expanded, alpha dropped.
+bool read_png_rows(png_structp png, png_infop info, png_bytep* rows) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  png_set_strip_16(png);
+  png_set_palette_to_rgb(png);
+  png_set_expand_gray_1_2_4_to_8(png);
+  png_set_gray_to_rgb(png);
+  png_set_strip_alpha(png);
+  png_read_update_info(png, info);
+  if (png_get_rowbytes(png, info) != png_get_image_width(png, info) * 3) png_error(png, "unexpected row size");
+  png_read_image(png, rows);
+  png_read_end(png, info);
+  return true;
+}
+
+}  // namespace
 
 at::Tensor to_uint8_hwc(const at::Tensor& image) {
   if (image.dim() != 3 || image.size(0) != 3) throw Error("image must be [3, H, W], got " + c10::str(image.sizes()));
   return at::round(image.to(at::kFloat).clamp(0, 1) * 255).to(at::kByte).permute({1, 2, 0}).contiguous().cpu();
 }
 
-void save_png(const std::string& path, const at::Tensor& image, const std::map<std::string, std::string>& text) {
+std::string encode_png(const at::Tensor& image, const std::map<std::string, std::string>& text) {
   const at::Tensor hwc = to_uint8_hwc(image);
   const int H = static_cast<int>(hwc.size(0)), W = static_cast<int>(hwc.size(1));
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  FILE* fp = std::fopen(tmp.c_str(), "wb");
-  if (!fp) throw Error("cannot write " + path + " (is the directory there and writable?)");
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  png_infop info = png ? png_create_info_struct(png) : nullptr;
-  if (!png || !info || setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    std::fclose(fp);
-    std::remove(tmp.c_str());
-    throw Error("writing PNG " + path + " failed");
-  }
-  png_init_io(png, fp);
-  png_set_IHDR(png, info, W, H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
   std::vector<png_text> chunks;
   for (const auto& [key, value] : text) {
     png_text t{};
@@ -42,54 +95,51 @@ void save_png(const std::string& path, const at::Tensor& image, const std::map<s
     t.text_length = value.size();
     chunks.push_back(t);
   }
-  if (!chunks.empty()) png_set_text(png, info, chunks.data(), static_cast<int>(chunks.size()));
-  png_write_info(png, info);
-  const uint8_t* data = hwc.data_ptr<uint8_t>();
-  for (int y = 0; y < H; ++y) png_write_row(png, const_cast<png_bytep>(data + static_cast<size_t>(y) * W * 3));
-  png_write_end(png, nullptr);
+  std::string bytes;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  const bool ok = png && info &&
+                  write_png_rows(png, info, &bytes, hwc.data_ptr<uint8_t>(), W, H, chunks.data(),
+                                 static_cast<int>(chunks.size()));
   png_destroy_write_struct(&png, &info);
-  if (std::fflush(fp) != 0 || fsync(fileno(fp)) != 0 || std::fclose(fp) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("writing PNG " + path + " failed (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("cannot move " + tmp + " to " + path);
-  }
+  if (!ok) throw Error("encoding a " + std::to_string(W) + "x" + std::to_string(H) + " PNG failed");
+  return bytes;
 }
 
-at::Tensor load_png(const std::string& path, std::map<std::string, std::string>* text) {
-  FILE* fp = std::fopen(path.c_str(), "rb");
-  if (!fp) throw Error("cannot open image " + path);
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  png_infop info = png ? png_create_info_struct(png) : nullptr;
-  if (!png || !info || setjmp(png_jmpbuf(png))) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    std::fclose(fp);
-    throw Error("image " + path + " is not a readable PNG");
-  }
-  png_init_io(png, fp);
-  png_read_info(png, info);
-  png_set_strip_16(png);
-  png_set_palette_to_rgb(png);
-  png_set_expand_gray_1_2_4_to_8(png);
-  png_set_gray_to_rgb(png);
-  png_set_strip_alpha(png);
-  png_read_update_info(png, info);
-  const int W = png_get_image_width(png, info), H = png_get_image_height(png, info);
-  at::Tensor hwc = at::empty({H, W, 3}, at::kByte);
+void save_png(const std::string& path, const at::Tensor& image, const std::map<std::string, std::string>& text) {
+  const std::string bytes = encode_png(image, text);
+  AtomicFile file(path);
+  file.stream().write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  file.commit();
+}
+
+at::Tensor decode_png(const std::string& bytes, const std::string& what, std::map<std::string, std::string>* text) {
+  if (bytes.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) != 0)
+    throw Error(what + " is not a PNG image");
+  PngReader reader;
+  png_structp png = reader.png;
+  png_infop info = reader.info;
+  ReadCursor cursor{bytes.data(), bytes.size(), 0};
+  png_uint_32 W = 0, H = 0;
+  if (!png || !info || !read_png_header(png, info, &cursor, &W, &H))
+    throw Error(what + " is not a readable PNG (damaged or truncated)");
+  if (W > static_cast<png_uint_32>(kMaxImageSide) || H > static_cast<png_uint_32>(kMaxImageSide))
+    throw Error(what + " is " + std::to_string(W) + "x" + std::to_string(H) + ", more than the limit of " +
+                std::to_string(kMaxImageSide) + " pixels per side");
+  at::Tensor hwc = at::empty({static_cast<int64_t>(H), static_cast<int64_t>(W), 3}, at::kByte);
   std::vector<png_bytep> rows(H);
-  for (int y = 0; y < H; ++y) rows[y] = hwc.data_ptr<uint8_t>() + static_cast<size_t>(y) * W * 3;
-  png_read_image(png, rows.data());
-  png_read_end(png, info);
+  for (png_uint_32 y = 0; y < H; ++y) rows[y] = hwc.data_ptr<uint8_t>() + static_cast<size_t>(y) * W * 3;
+  if (!read_png_rows(png, info, rows.data())) throw Error(what + " is not a readable PNG (damaged or truncated)");
   if (text) {
     png_textp chunks = nullptr;
     const int n = png_get_text(png, info, &chunks, nullptr);
     for (int i = 0; i < n; ++i) (*text)[chunks[i].key] = std::string(chunks[i].text, chunks[i].text_length);
   }
-  png_destroy_read_struct(&png, &info, nullptr);
-  std::fclose(fp);
   return hwc.permute({2, 0, 1}).to(at::kFloat) / 255.0;
+}
+
+at::Tensor load_png(const std::string& path, std::map<std::string, std::string>* text) {
+  return decode_png(read_text_file(path), "image " + path, text);
 }
 
 }  // namespace sana

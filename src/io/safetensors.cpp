@@ -13,6 +13,7 @@
 #include <set>
 
 #include "sana/error.h"
+#include "sana/io/atomic_file.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors stores little-endian data; big-endian hosts are not supported"
@@ -301,29 +302,14 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data buffer 8-byte aligned
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error("save_safetensors: cannot write " + tmp);
-    const uint64_t len = text.size();
-    out.write(reinterpret_cast<const char*>(&len), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, t] : sorted)
-      out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error("save_safetensors: write to " + tmp + " failed (disk full?)");
-    }
-  }
-  if (int fd = ::open(tmp.c_str(), O_RDONLY); fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("save_safetensors: cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
-  }
+  AtomicFile file(path);
+  std::ostream& out = file.stream();
+  const uint64_t len = text.size();
+  out.write(reinterpret_cast<const char*>(&len), 8);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const auto& [name, t] : sorted)
+    out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
+  file.commit();
 }
 
 }  // namespace sana

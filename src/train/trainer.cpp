@@ -17,7 +17,7 @@
 #include "sana/models/dcae.h"
 #include "sana/models/gemma2.h"
 #include "sana/nn/module_io.h"
-#include "sana/pipeline/sana_sprint.h"
+#include "sana/pipeline/prompt_encoding.h"
 #include "sana/text/tokenizer.h"
 #include "train/trainer_internal.h"
 

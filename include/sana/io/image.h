@@ -1,5 +1,6 @@
 #pragma once
-// PNG output (libpng): 8-bit RGB with text chunks (e.g. the generation parameters under "parameters").
+// PNG in and out (libpng): 8-bit RGB with text chunks (e.g. the generation parameters under "parameters"), as files
+// or as bytes in memory (the server's base64 images).
 #include <ATen/ATen.h>
 
 #include <map>
@@ -7,13 +8,22 @@
 
 namespace sana {
 
+// Largest width or height a decoded image may declare: the pixel buffer is allocated from the header, so a small
+// hostile file could otherwise ask for gigabytes.
+constexpr int kMaxImageSide = 16384;
+
 // image [3, H, W] float in [0, 1] -> uint8 as round-half-even(x * 255) (numpy's rounding, as the reference).
 at::Tensor to_uint8_hwc(const at::Tensor& image);
 
+// The PNG file's bytes for image [3, H, W] in [0, 1].
+std::string encode_png(const at::Tensor& image, const std::map<std::string, std::string>& text = {});
 // Writes atomically (temporary file + rename). Errors name the path.
 void save_png(const std::string& path, const at::Tensor& image, const std::map<std::string, std::string>& text = {});
 
-// Reads an 8-bit PNG (gray, RGB or RGBA; alpha dropped) as [3, H, W] float in [0, 1], plus its text chunks.
+// An 8-bit PNG (gray, RGB or RGBA; alpha dropped; 16-bit stripped) as [3, H, W] float in [0, 1], plus its text
+// chunks. `what` names the source in errors ("control_image", a path).
+at::Tensor decode_png(const std::string& bytes, const std::string& what,
+                      std::map<std::string, std::string>* text = nullptr);
 at::Tensor load_png(const std::string& path, std::map<std::string, std::string>* text = nullptr);
 
 }  // namespace sana

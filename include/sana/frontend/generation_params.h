@@ -1,0 +1,95 @@
+#pragma once
+// One set of generation parameters for every front end (docs/ARCHITECTURE.md, "Front ends"): the CLI's `generate`
+// and `eval -m`, and the server. Each front end fills a GenerationParams from its own spelling (flags, JSON fields),
+// then this module applies the model folder's generation_defaults.json to what the user did not give, validates,
+// and turns the result into the pipeline's GenerateOptions and the PNG parameters text.
+//
+// Errors are ParamErrors naming the *field* ("steps"); a front end rewrites the field into its own spelling
+// ("--steps", the JSON key) before showing the message.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "sana/error.h"
+#include "sana/pipeline/options.h"
+
+namespace sana {
+
+struct GenerationParams {
+  std::string model;            // pipeline folder
+  std::string prompt;
+  std::string negative_prompt;  // flow teachers' CFG
+  int width = 1024, height = 1024;
+  int steps = 2;
+  int64_t seed = 42;            // -1: a random seed (resolve_seed)
+  double guidance = 4.5;
+  int batch_count = 1;          // images of the prompt, in one batch
+  int max_sequence_length = 300;
+  double max_timesteps = 1.57080;         // Sprint schedule: first TrigFlow time
+  double intermediate_timesteps = 1.3;    // Sprint schedule: middle time of 2 steps
+  std::vector<double> timesteps;          // custom Sprint schedule, steps + 1 values ending in 0
+  bool complex_human_instruction = true;  // prepend SANA's instruction to the prompt
+  bool resolution_binning = true;
+  bool vae_tiling = false;
+  std::string sampler;          // flow teachers: "" (the folder's scheduler) | euler | dpm++2m
+  std::string device = "cpu", dtype = "fp32";
+};
+
+// Limits that validate() enforces (also what the server reports in its 400/413 answers).
+struct GenerationLimits {
+  static constexpr int max_side = 8192;
+  static constexpr int max_steps = 1000;
+  static constexpr int max_batch_count = 64;
+  static constexpr int max_sequence_length = 2048;
+  static constexpr size_t max_prompt_bytes = 20000;
+  static constexpr double max_guidance = 100;
+};
+
+// An error in one field. what() is "<field>: <message>"; front ends build their own text from field() and message().
+class ParamError : public Error {
+ public:
+  ParamError(std::string field, std::string message);
+  const std::string& field() const { return field_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  std::string field_, message_;
+};
+
+using FieldSet = std::set<std::string>;
+
+// Canonical field names, in declaration order.
+const std::vector<std::string>& generation_param_fields();
+
+// Sets every field present in the JSON object (canonical names, or the diffusers names num_inference_steps,
+// guidance_scale, num_images_per_prompt, use_complex_human_instruction) except those in `skip`, with strict types:
+// an integer field takes only integral numbers in range, a bool only true/false. Unknown keys are ParamErrors unless
+// `allow_unknown`. Returns the canonical names it set.
+FieldSet set_params_from_json(GenerationParams& params, const nlohmann::json& object, const FieldSet& skip = {},
+                              bool allow_unknown = false);
+
+// The model folder's generation_defaults.json (written by the trainers), applied to the fields not in `given`.
+// A folder without the file changes nothing. Errors name the file and the key.
+void apply_model_defaults(GenerationParams& params, const FieldSet& given);
+
+// Checks every field against its rule and the limits; a ParamError names the first field at fault.
+void validate(const GenerationParams& params);
+// The size rule that needs the model: width and height multiples of the folder's VAE factor (read from
+// vae/config.json, before any weights are loaded).
+void validate_for_model(const GenerationParams& params);
+
+// Replaces a seed of -1 with a random one; returns the seed.
+int64_t resolve_seed(GenerationParams& params);
+
+// The pipeline call for `params` (seed already resolved).
+GenerateOptions to_generate_options(const GenerationParams& params);
+
+// The PNG "parameters" text of image `index` of a call (A1111's layout: the prompt, then "Key: value, ...").
+std::string png_parameters(const GenerationParams& params, const std::string& sampler, const at::Tensor& timesteps,
+                           int64_t index, const std::string& software);
+
+}  // namespace sana

@@ -1,0 +1,62 @@
+#pragma once
+// The arguments of one pipeline call and what it returns, shared by every pipeline (docs/ARCHITECTURE.md,
+// "Pipelines"). The names follow the diffusers call arguments where one exists.
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sana/models/dcae.h"
+#include "sana/text/prompt.h"
+
+namespace sana {
+
+struct GenerateOptions {
+  // What to draw: the prompts, or (instead) precomputed embeddings [B, L, C] with their mask [B, L], which skips
+  // the text encoder (the trainers' sample grids pass cached embeddings).
+  std::vector<std::string> prompts;
+  at::Tensor prompt_embeds, prompt_attention_mask;
+  // Flow teachers only: the classifier-free guidance's negative prompt (no instruction prefix, as the reference), or
+  // its precomputed embedding [1 or B, L, C] and mask.
+  std::string negative_prompt;
+  at::Tensor negative_prompt_embeds, negative_prompt_attention_mask;
+
+  int num_images_per_prompt = 1;
+  int height = 1024, width = 1024;
+  int steps = 2;                 // sampler steps (Sprint: 1-4; teachers: flow-ODE steps)
+  double guidance_scale = 4.5;   // Sprint: embedded guidance (one pass); teachers: real CFG (two passes)
+  uint64_t seed = 0;             // of the one CPU generator of the call
+  PromptOptions prompt;
+  // Generate at the nearest trained aspect-ratio bin (1024-px models only) and resize back, as diffusers does.
+  bool resolution_binning = true;
+  bool tiled_decode = false;
+  TiledDecodeOptions tiling;
+
+  // Sprint (SCM) schedule: [max_timesteps, (intermediate_timesteps,) ..., 0]; `timesteps` replaces it entirely.
+  double max_timesteps = 1.57080;
+  std::optional<double> intermediate_timesteps;  // 2 steps only (the reference default is 1.3)
+  std::vector<double> timesteps;
+
+  // Flow teachers: "euler" | "dpm++2m"; empty: the solver of the folder's scheduler.
+  std::string sampler;
+};
+
+// What one call produced, with the intermediates the reference fixtures record.
+struct GenerateResult {
+  at::Tensor images;           // [B, 3, H, W] float32 in [0, 1]
+  at::Tensor prompt_embeds;    // [B, L, caption_channels]
+  at::Tensor prompt_attention_mask;
+  at::Tensor timesteps;        // the schedule, ending in 0
+  at::Tensor initial_noise;    // N(0, 1) draw (before * sigma_data)
+  std::vector<at::Tensor> denoised;  // x0 after each step
+  at::Tensor final_latents;    // the latent handed to the decoder, before / scaling_factor
+  at::Tensor vae_decoded;      // raw decoder output
+  int generated_height = 0, generated_width = 0;  // after binning
+};
+
+// Stage names and seconds, for progress output ("text encoder", "step 1/2", "vae decode", ...).
+using ProgressFn = std::function<void(const std::string& stage, double seconds)>;
+
+}  // namespace sana

@@ -1,0 +1,61 @@
+#pragma once
+// The pipelines' common ground (docs/ARCHITECTURE.md, "Pipelines"): the components a pipeline folder holds, the
+// interface every pipeline implements, and the loader that picks the pipeline a folder's model_index.json names.
+//
+//   SanaSprintPipeline  (sana_sprint.h)  the 1-4 step student: SCM sampler, embedded guidance
+//   SanaPipeline        (sana.h)         the flow-matching teacher: flow-ODE solver, real classifier-free guidance
+//
+// A pipeline is built from loaded folders (from_pretrained) or from components already in memory (the trainers'
+// sample grids hand it the model they are training, and prompt embeddings instead of a text encoder).
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+
+#include "sana/models/dcae.h"
+#include "sana/models/gemma2.h"
+#include "sana/models/sana_transformer.h"
+#include "sana/pipeline/options.h"
+#include "sana/text/tokenizer.h"
+
+namespace sana {
+
+struct PipelineComponents {
+  std::shared_ptr<GemmaTokenizer> tokenizer;   // may be null when every call passes prompt embeddings
+  std::shared_ptr<Gemma2Model> text_encoder;   // likewise
+  std::shared_ptr<SanaTransformer2DModel> transformer;
+  std::shared_ptr<AutoencoderDC> vae;
+  at::Device device = at::kCPU;
+
+  // Loads tokenizer/, text_encoder/, transformer/ and vae/ of a diffusers pipeline folder; errors name the missing
+  // folder.
+  static PipelineComponents from_pretrained(const std::string& dir, const at::Device& device, at::ScalarType dtype);
+
+  // Latent spatial factor (32 for the real DC-AE).
+  int vae_scale_factor() const { return vae->config().spatial_factor(); }
+};
+
+class Pipeline {
+ public:
+  explicit Pipeline(PipelineComponents components) : components(std::move(components)) {}
+  virtual ~Pipeline() = default;
+
+  virtual GenerateResult generate(const GenerateOptions& options, const ProgressFn& progress = nullptr) const = 0;
+
+  // diffusers' pipeline class name ("SanaSprintPipeline", "SanaPipeline").
+  virtual std::string class_name() const = 0;
+  // How `options` is sampled, for the PNG parameters text ("SCM", "dpm++2m + CFG").
+  virtual std::string sampler_name(const GenerateOptions& options) const = 0;
+
+  // Tokenise + text encoder + SANA's token selection: {embeds [B, max_sequence_length, C], mask}.
+  std::pair<at::Tensor, at::Tensor> encode_prompt(const std::vector<std::string>& prompts,
+                                                  const PromptOptions& options) const;
+
+  PipelineComponents components;
+};
+
+// The pipeline of a diffusers folder: model_index.json's _class_name, checked against the transformer (a Sprint
+// transformer has a guidance embedding, a teacher's has not). Errors name the missing file, folder or component.
+std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype);
+
+}  // namespace sana

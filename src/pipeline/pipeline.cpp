@@ -1,0 +1,75 @@
+// Pipeline components, the shared prompt encoding entry and the folder -> pipeline loader (pipeline.h).
+#include "sana/pipeline/pipeline.h"
+
+#include <filesystem>
+
+#include "sana/error.h"
+#include "sana/io/config.h"
+#include "sana/pipeline/prompt_encoding.h"
+#include "sana/pipeline/sana.h"
+#include "sana/pipeline/sana_sprint.h"
+
+namespace fs = std::filesystem;
+
+namespace sana {
+namespace {
+
+void require_dir(const fs::path& p, const std::string& what) {
+  if (!fs::is_directory(p))
+    throw Error("model directory " + p.parent_path().string() + " has no " + p.filename().string() + "/ (" + what + ")");
+}
+
+// model_index.json of a pipeline folder that lists and holds the five components.
+ModelIndex open_pipeline_folder(const std::string& dir) {
+  const fs::path root(dir);
+  if (!fs::is_directory(root)) throw Error("model directory " + dir + " does not exist");
+  if (!fs::exists(root / "model_index.json"))
+    throw Error("model directory " + dir + " has no model_index.json (is it a diffusers pipeline folder?)");
+  ModelIndex index = load_model_index((root / "model_index.json").string());
+  for (const char* part : {"tokenizer", "text_encoder", "transformer", "vae", "scheduler"})
+    if (!index.components.count(part))
+      throw Error("model directory " + dir + ": model_index.json lists no '" + std::string(part) + "' component");
+  require_dir(root / "tokenizer", "Gemma tokenizer");
+  require_dir(root / "text_encoder", "Gemma2Model");
+  require_dir(root / "transformer", "SanaTransformer2DModel");
+  require_dir(root / "vae", "AutoencoderDC");
+  require_dir(root / "scheduler", "scheduler config");
+  return index;
+}
+
+}  // namespace
+
+PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, const at::Device& device,
+                                                       at::ScalarType dtype) {
+  open_pipeline_folder(dir);
+  const fs::path root(dir);
+  const auto options = at::TensorOptions().dtype(dtype).device(device);
+  PipelineComponents c;
+  c.device = device;
+  c.tokenizer = std::make_shared<GemmaTokenizer>(GemmaTokenizer::from_pretrained((root / "tokenizer").string()));
+  c.text_encoder = Gemma2Model::from_pretrained((root / "text_encoder").string(), options);
+  c.transformer = SanaTransformer2DModel::from_pretrained((root / "transformer").string(), options);
+  c.vae = AutoencoderDC::from_pretrained((root / "vae").string(), options);
+  return c;
+}
+
+std::pair<at::Tensor, at::Tensor> Pipeline::encode_prompt(const std::vector<std::string>& prompts,
+                                                          const PromptOptions& options) const {
+  if (!components.tokenizer || !components.text_encoder)
+    throw Error("this pipeline has no text encoder: pass prompt embeddings");
+  return encode_prompt_with(*components.tokenizer, *components.text_encoder, prompts, options, components.device);
+}
+
+std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype) {
+  const ModelIndex index = open_pipeline_folder(dir);
+  // A Sprint transformer embeds the guidance scale; a flow teacher's does not and needs real CFG.
+  const auto transformer_config = load_sana_transformer_config((fs::path(dir) / "transformer" / "config.json").string());
+  if (transformer_config.guidance_embeds)
+    return std::make_unique<SanaSprintPipeline>(SanaSprintPipeline::from_pretrained(dir, device, dtype));
+  if (index.class_name != "SanaPipeline")
+    throw Error("model directory " + dir + ": the transformer has no guidance embedding, so this is a SANA flow model, "
+                "but model_index.json names " + index.class_name + " instead of SanaPipeline");
+  return std::make_unique<SanaPipeline>(SanaPipeline::from_pretrained(dir, device, dtype));
+}
+
+}  // namespace sana

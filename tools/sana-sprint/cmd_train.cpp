@@ -1,0 +1,148 @@
+// The training subcommands: train-vae, text-encoder, cache, train (flow teacher), distill (Sprint student).
+#include <memory>
+
+#include "commands.h"
+#include "sana/train/trainer.h"
+
+namespace sana::cli {
+namespace {
+
+void add_train_options(CLI::App* app, TrainOptions& o) {
+  app->add_option("-o,--out", o.out, "output folder")->required();
+  app->add_option("--steps", o.steps, "optimizer steps")->capture_default_str();
+  app->add_option("-b,--batch-size", o.batch_size, "global batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--lr", o.lr, "learning rate")->capture_default_str();
+  app->add_option("--optimizer", o.optimizer, "adamw | came (the reference's)")->capture_default_str();
+  app->add_option("--warmup-steps", o.warmup_steps, "linear learning-rate warm-up")->capture_default_str();
+  app->add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str();
+  app->add_option("--grad-clip", o.grad_clip, "gradient-norm clip (non-finite norms skip the step)")->capture_default_str();
+  app->add_option("--ema", o.ema_decay, "EMA decay of the exported weights (0: off)")->capture_default_str();
+  app->add_option("-s,--seed", o.seed, "seed of data order and noise")->capture_default_str();
+  app->add_option("--log-every", o.log_every, "progress line every N steps")->capture_default_str()->check(CLI::PositiveNumber);
+  app->add_option("--checkpoint-every", o.checkpoint_every, "checkpoint every N steps")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app->add_option("--sample-every", o.sample_every, "sample grid every N steps (0: at the end only, -1: never)")
+      ->capture_default_str();
+  app->add_flag("--resume", o.resume, "continue from <out>/training/checkpoint.safetensors");
+  app->add_option("--device", o.device, "cpu | cuda[:N]")->capture_default_str();
+  app->add_option("--dtype", o.dtype, "fp32 | bf16 | fp16")->capture_default_str();
+  app->add_option("--backend", o.backend, "c10d backend with WORLD_SIZE > 1: gloo | nccl | auto")->capture_default_str();
+}
+
+Subcommand add_train_vae(CLI::App& app) {
+  struct Args {
+    TrainOptions o;
+    std::string data, config;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("train-vae", "train a DC-AE by reconstruction on an image-caption folder");
+  cmd->add_option("--data", a->data, "image-caption folder")->required();
+  cmd->add_option("--config", a->config, "AutoencoderDC config.json")->required();
+  add_train_options(cmd, a->o);
+  return {cmd, [a] {
+    train_vae(a->data, a->config, a->o);
+    return 0;
+  }};
+}
+
+Subcommand add_text_encoder(CLI::App& app) {
+  struct Args {
+    std::string data, config, out;
+    int vocab = 384;
+    uint64_t seed = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("text-encoder",
+                                 "train a SentencePiece tokenizer on captions and make a random frozen Gemma-2");
+  cmd->add_option("--data", a->data, "image-caption folder (its .txt captions)")->required();
+  cmd->add_option("--config", a->config, "Gemma2 config.json (vocab_size is set to the tokenizer's)")->required();
+  cmd->add_option("--vocab-size", a->vocab, "SentencePiece vocabulary size (>= 260: byte fallback)")->capture_default_str();
+  cmd->add_option("-s,--seed", a->seed, "seed of the random weights")->capture_default_str();
+  cmd->add_option("-o,--out", a->out, "folder that gets tokenizer/ and text_encoder/")->required();
+  return {cmd, [a] {
+    make_text_encoder(a->data, a->config, a->vocab, a->seed, a->out);
+    return 0;
+  }};
+}
+
+Subcommand add_cache(CLI::App& app) {
+  struct Args {
+    CacheOptions o;
+    bool chi = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("cache", "encode an image-caption folder once: VAE latents and text embeddings");
+  cmd->add_option("--data", a->o.data, "image-caption folder")->required();
+  cmd->add_option("--base", a->o.base, "folder with tokenizer/, text_encoder/, vae/")->required();
+  cmd->add_option("-o,--out", a->o.out, "cache folder")->required();
+  cmd->add_option("--max-sequence-length", a->o.prompt.max_sequence_length, "text tokens kept")->capture_default_str();
+  cmd->add_flag("--chi", a->chi, "prepend the complex human instruction (the real models' setting)");
+  cmd->add_option("-b,--batch-size", a->o.batch_size, "encoding batch")->capture_default_str();
+  return {cmd, [a] {
+            a->o.prompt.use_complex_human_instruction = a->chi;
+            build_latent_cache(a->o);
+            return 0;
+          }};
+}
+
+Subcommand add_train_flow(CLI::App& app) {
+  struct Args {
+    TrainOptions o;
+    FlowTrainOptions flow;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("train", "train a SANA teacher by flow matching on a latent cache");
+  cmd->add_option("--cache", a->flow.cache, "latent cache (sana-sprint cache)")->required();
+  cmd->add_option("--base", a->flow.base, "folder with tokenizer/, text_encoder/, vae/ (copied into the output)")
+      ->required();
+  cmd->add_option("--config", a->flow.config, "SanaTransformer2DModel config.json")->required();
+  cmd->add_option("--logit-mean", a->flow.logit_mean, "logit-normal time law: mean")->capture_default_str();
+  cmd->add_option("--logit-std", a->flow.logit_std, "logit-normal time law: std")->capture_default_str();
+  cmd->add_option("--caption-dropout", a->flow.caption_dropout, "probability of the empty prompt (for CFG)")
+      ->capture_default_str();
+  add_train_options(cmd, a->o);
+  return {cmd, [a] {
+    train_flow(a->flow, a->o);
+    return 0;
+  }};
+}
+
+Subcommand add_distill(CLI::App& app) {
+  struct Args {
+    TrainOptions o;
+    DistillOptions d;
+    bool no_misaligned = false;
+  };
+  auto a = std::make_shared<Args>();
+  DistillOptions& d = a->d;
+  auto* cmd = app.add_subcommand("distill", "distil a flow teacher into a 1-4 step SANA-Sprint student (sCM + LADD)");
+  cmd->add_option("--teacher", d.teacher, "teacher SanaPipeline folder (sana-sprint train)")->required();
+  cmd->add_option("--cache", d.cache, "latent cache")->required();
+  cmd->add_option("--loss", d.loss, "scm | ladd | hybrid")->capture_default_str();
+  cmd->add_option("--cfg-scales", d.cfg_scales, "teacher CFG scales, one drawn per sample")->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--tangent-warmup", d.tangent_warmup, "tangent warm-up iterations")->capture_default_str();
+  cmd->add_option("--adv-weight", d.adv_weight, "weight of the adversarial loss in the G loss")->capture_default_str();
+  cmd->add_option("--head-blocks", d.head_block_ids, "teacher blocks with discriminator heads (0-based)")
+      ->delimiter(',');
+  cmd->add_option("--largest-timestep-prob", d.largest_timestep_prob, "max-time weighting probability")
+      ->capture_default_str();
+  cmd->add_option("--lr-d", d.lr_d, "discriminator learning rate (0: --lr)")->capture_default_str();
+  cmd->add_option("--p-mean", d.p_mean, "sCM time law: P_mean")->capture_default_str();
+  cmd->add_option("--p-std", d.p_std, "sCM time law: P_std")->capture_default_str();
+  cmd->add_flag("--no-misaligned-pairs", a->no_misaligned, "no rolled real pairs among the fakes");
+  add_train_options(cmd, a->o);
+  return {cmd, [a] {
+            a->d.misaligned_pairs = !a->no_misaligned;
+            distill(a->d, a->o);
+            return 0;
+          }};
+}
+
+}  // namespace
+
+std::vector<Subcommand> add_training(CLI::App& app) {
+  return {add_train_vae(app), add_text_encoder(app), add_cache(app), add_train_flow(app), add_distill(app)};
+}
+
+}  // namespace sana::cli
