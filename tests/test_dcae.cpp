@@ -60,6 +60,6 @@ TEST(AutoencoderDC, TiledDecodeBlendsTiles) {
 TEST(AutoencoderDC, RealDecoderParameterCount) {
   const auto cfg = sana::load_autoencoder_dc_config(fixture("configs/Sana_Sprint_0.6B_1024px_diffusers/vae/config.json"));
   sana::AutoencoderDC vae(cfg, at::kFloat);
-  EXPECT_EQ(sana::nn::count_parameters(*vae.decoder), 159223171);  // ARCHITECTURE.md §3.2
+  EXPECT_EQ(sana::nn::count_parameters(*vae.decoder), 159223171);  // the real decoder's size
   EXPECT_EQ(cfg.spatial_factor(), 32);
 }

@@ -1,6 +1,6 @@
 // Forward-mode AD through the SANA-Sprint student (TrigFlow-wrapped transformer with QK-norm, linear attention,
 // softmax cross-attention, depthwise convolution, LayerNorm, sinusoidal time and guidance embeddings) against a
-// central finite difference, in float64: the JVP the sCM loss needs (ALGORITHM.md §5 step 4).
+// central finite difference, in float64: the JVP the sCM loss needs (docs/ARCHITECTURE.md, "Distillation").
 #include "sana/diffusion/trigflow.h"
 #include "sana/nn/jvp.h"
 #include "test_util.h"

@@ -287,3 +287,37 @@ TEST_F(TinyWorld, AblationLossesRunAndBadOptionsAreErrors) {
   f.config = path("vae.json");  // wrong kind of config: in_channels 3 vs 4 latent channels
   EXPECT_THROW(sana::train_flow(f, train_options("bad", 1)), sana::Error);
 }
+
+// A checkpoint records the options that shape the run: resuming with another --loss or other head blocks is
+// refused with each difference named; a checkpoint whose step is not a plain integer is refused.
+TEST_F(TinyWorld, ResumeRefusesChangedOptionsAndMalformedSteps) {
+  auto o = train_options("student_opts", 3);
+  sana::distill(distill_options(), o);
+  o.steps = 4, o.resume = true;
+  auto d = distill_options();
+  d.loss = "scm";
+  d.head_block_ids = {0};
+  try {
+    sana::distill(d, o);
+    FAIL() << "resume with changed options was accepted";
+  } catch (const sana::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("loss was \"hybrid\", now \"scm\""), std::string::npos) << m;
+    EXPECT_NE(m.find("head_blocks"), std::string::npos) << m;
+  }
+  const std::string ckpt = path("student_opts/training/checkpoint.safetensors");
+  for (const std::string step : {"1e3", "-5", ""}) {
+    const auto f = sana::SafetensorsFile::open(ckpt);
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& [name, info] : f->tensors()) tensors.emplace_back(name, f->get(name).clone());
+    auto meta = f->metadata();
+    meta["step"] = step;
+    sana::save_safetensors(path("bad_step.safetensors"), tensors, meta);
+    fs::create_directories(path("bad_step_run/training"));
+    fs::copy_file(path("bad_step.safetensors"), path("bad_step_run/training/checkpoint.safetensors"),
+                  fs::copy_options::overwrite_existing);
+    auto ob = train_options("bad_step_run", 4);
+    ob.resume = true;
+    EXPECT_THROW(sana::distill(distill_options(), ob), sana::Error) << "step '" << step << "'";
+  }
+}

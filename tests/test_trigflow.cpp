@@ -10,7 +10,7 @@
 using sana::test::fixture;
 
 // With the ideal flow velocity v = eps - x0 the wrapper must see x_s = (1-s) x0 + s eps and return exactly the ideal
-// TrigFlow output F = cos t eps - sin t x0 (ALGORITHM.md §1.2), in float64 to rounding error.
+// TrigFlow output F = cos t eps - sin t x0 (docs/ARCHITECTURE.md, "TrigFlow"), in float64 to rounding error.
 TEST(TrigFlow, IdealFlowVelocityGivesIdealTrigFlowOutput) {
   at::manual_seed(0);
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
@@ -35,7 +35,7 @@ TEST(TrigFlow, IdealFlowVelocityGivesIdealTrigFlowOutput) {
 }
 
 TEST(TrigFlow, TimeMapValues) {
-  // Values listed in ALGORITHM.md §1.2.
+  // Values of the time map at chosen points.
   const at::Tensor t = at::tensor({1.5708, 1.3, 1.0, M_PI / 4}, at::kDouble);
   const at::Tensor s = sana::trigflow_to_flow_time(t);
   EXPECT_NEAR(s[0].item<double>(), 1.0, 1e-5);
@@ -93,7 +93,7 @@ struct FlowTeacher {
 
 }  // namespace
 
-// Training-free transform (ALGORITHM.md §1.2): the TrigFlow view of a flow model predicts the same x0 as the flow
+// Training-free transform (docs/ARCHITECTURE.md, "TrigFlow"): the TrigFlow view of a flow model predicts the same x0 as the flow
 // model at matched times: x0_flow = x_s - s v(x_s, s) with x_s = x_hat / (sin t + cos t), s = sin t / (sin t + cos t).
 TEST(TrigFlow, SameX0PredictionAsTheFlowModel) {
   FlowTeacher teacher;

@@ -24,13 +24,17 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 
 }  // namespace
 
-FlowSchedulerConfig load_flow_scheduler_config(const std::string& path) {
-  const auto j = nlohmann::json::parse(read_text_file(path), nullptr, false);
-  if (!j.is_object()) throw Error(path + ": not a JSON object");
+FlowSchedulerConfig parse_flow_scheduler_config(const std::string& text, const std::string& source) {
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) throw Error(source + ": not a JSON object");
   FlowSchedulerConfig c;
   for (const char* key : {"shift", "flow_shift"})
     if (j.contains(key) && j[key].is_number()) c.shift = j[key].get<double>();
   return c;
+}
+
+FlowSchedulerConfig load_flow_scheduler_config(const std::string& path) {
+  return parse_flow_scheduler_config(read_text_file(path), path);
 }
 
 SanaPipeline::SanaPipeline(PipelineComponents components, FlowSchedulerConfig scheduler_config)

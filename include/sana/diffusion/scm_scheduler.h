@@ -1,5 +1,5 @@
 #pragma once
-// diffusers SCMScheduler (prediction_type "trigflow"): the few-step sampler of SANA-Sprint (ALGORITHM.md §7).
+// diffusers SCMScheduler (prediction_type "trigflow"): the few-step sampler of SANA-Sprint (docs/ARCHITECTURE.md, "TrigFlow").
 //   x0     = cos(s) x - sin(s) v                       (v = sigma_d * F, the TrigFlow velocity)
 //   x_next = cos(t) x0 + sin(t) z,  z ~ N(0, sigma_d^2) drawn at every step, also the last (t = 0), as the reference
 //                                                       does, so a seed gives the reference's noise sequence.

@@ -1,5 +1,5 @@
 #pragma once
-// TrigFlow around a flow-matching backbone (ALGORITHM.md §1.2), training-free.
+// TrigFlow around a flow-matching backbone (docs/ARCHITECTURE.md, "TrigFlow"), training-free.
 //
 // TrigFlow: x_t = cos t x0 + sin t z, z ~ N(0, sigma_d^2), t in [0, pi/2]; the network F(x_t / sigma_d, t) has the
 // ideal value cos t eps - sin t x0/sigma_d. A flow model v(x_s, s) = eps - x0/sigma_d with x_s = (1-s) x0/sigma_d + s eps

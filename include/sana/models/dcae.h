@@ -1,6 +1,6 @@
 #pragma once
 // diffusers AutoencoderDC (DC-AE), the SANA VAE: encoder and decoder with ResBlocks, EfficientViT blocks (multi-scale
-// ReLU linear attention + GLUMBConv), and shortcut up/down blocks. Spec: ARCHITECTURE.md §3. Parameter names are
+// ReLU linear attention + GLUMBConv), and shortcut up/down blocks. See docs/ARCHITECTURE.md, "DC-AE". Parameter names are
 // the diffusers names (decoder.up_blocks.4.0.conv.weight, ...). Convolution stages run NCHW, attention blocks on
 // channels-last tokens (see dcae.cpp for why).
 #include <ATen/ATen.h>

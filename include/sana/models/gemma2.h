@@ -1,7 +1,7 @@
 #pragma once
 // transformers Gemma2Model (decoder stack, no LM head), the SANA text encoder, with the "eager" attention semantics
 // the SANA pipelines get: logit soft-capping, sliding window on the even layers, GQA, RoPE, (1 + w) RMSNorms.
-// Spec: ARCHITECTURE.md §5. Parameter names are the transformers names (embed_tokens, layers.N.self_attn.q_proj...).
+// See docs/ARCHITECTURE.md, "Text encoder". Parameter names are the transformers names (embed_tokens, layers.N.self_attn.q_proj...).
 #include <ATen/ATen.h>
 
 #include <memory>

@@ -1,5 +1,5 @@
 #pragma once
-// LADD discriminator heads (ALGORITHM.md §6.1): StyleGAN-T style 1-D convolution heads on the frozen teacher's
+// LADD discriminator heads (docs/ARCHITECTURE.md, "Distillation"): StyleGAN-T style 1-D convolution heads on the frozen teacher's
 // block outputs. Per hooked block: [B, N, D] tokens -> [B, N] logits through
 //   main = [SpectralConv1d(D, D, 1), BatchNormLocal(D), LeakyReLU(0.2)],
 //          Residual([SpectralConv1d(D, D, 9, circular), BatchNormLocal(D), LeakyReLU(0.2)])  ((f(x) + x) / sqrt 2)

@@ -1,7 +1,7 @@
 #pragma once
 // diffusers SanaTransformer2DModel: SANA (AdaLayerNormSingle time embedding) and SANA-Sprint (QK-norm across heads,
 // timestep + guidance embedding). Module and parameter names are the diffusers names, so a diffusers
-// `transformer/` folder loads with no mapping. Spec: ARCHITECTURE.md §2.
+// `transformer/` folder loads with no mapping. See docs/ARCHITECTURE.md, "Transformer".
 #include <ATen/ATen.h>
 
 #include <memory>

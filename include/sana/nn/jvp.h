@@ -1,6 +1,6 @@
 #pragma once
 // Forward-mode automatic differentiation (LibTorch dual tensors): the Jacobian-vector product J_f(x) v in one
-// forward pass, as torch.func.jvp. The sCM loss needs dF/dt along the teacher's ODE this way (ALGORITHM.md §5, §12).
+// forward pass, as torch.func.jvp. The sCM loss needs dF/dt along the teacher's ODE this way (docs/ARCHITECTURE.md, "Distillation").
 #include <ATen/ATen.h>
 
 #include <functional>

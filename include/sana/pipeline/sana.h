@@ -16,7 +16,8 @@ struct FlowSchedulerConfig {
   double shift = 1.0;            // "shift" or "flow_shift"
 };
 
-// Reads a FlowMatchEulerDiscreteScheduler or DPMSolverMultistepScheduler config; errors name the file and key.
+// A FlowMatchEulerDiscreteScheduler or DPMSolverMultistepScheduler config (`source` names it in errors).
+FlowSchedulerConfig parse_flow_scheduler_config(const std::string& json_text, const std::string& source);
 FlowSchedulerConfig load_flow_scheduler_config(const std::string& path);
 
 class SanaPipeline : public Pipeline {

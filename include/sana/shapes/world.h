@@ -1,5 +1,5 @@
 #pragma once
-// The shapes world (DESIGN.md): seeded, deterministic scenes of 1-4 flat objects (4 shapes, 6 colours, 2 sizes) on a
+// The shapes world (README, docs/RESULTS.md): seeded, deterministic scenes of 1-4 flat objects (4 shapes, 6 colours, 2 sizes) on a
 // plain background, rendered anti-aliased at any size, with a caption from a grammar covering GenEval's categories
 // and the structured description an evaluator checks the image against.
 #include <ATen/ATen.h>

@@ -1,5 +1,5 @@
 #pragma once
-// SANA's prompt processing (SanaSprintPipeline.encode_prompt, ARCHITECTURE.md §5.4):
+// SANA's prompt processing (docs/ARCHITECTURE.md, "Text encoder"):
 //  1. prompt.lower().strip();
 //  2. the complex human instruction (CHI) is prepended (the diffusers default text; switchable off);
 //  3. tokenised to max_length = len(encode(CHI)) + max_sequence_length - 2 (or max_sequence_length without CHI) with

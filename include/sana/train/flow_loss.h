@@ -1,5 +1,5 @@
 #pragma once
-// Flow-matching training for teachers (ALGORITHM.md §1.2, §2): x_s = (1 - s) x0 + s eps, target v = eps - x0,
+// Flow-matching training for teachers (docs/ARCHITECTURE.md, "Flow matching"): x_s = (1 - s) x0 + s eps, target v = eps - x0,
 // s ~ logit-normal (sigmoid(m + sd n)), the dense time s in [0, 1] as the model's timestep, and caption dropout to
 // a learned null embedding for classifier-free guidance.
 #include <ATen/ATen.h>

@@ -1,5 +1,5 @@
 #pragma once
-// The continuous-time consistency (sCM) loss of SANA-Sprint, as in the NVlabs training loop (ALGORITHM.md §5):
+// The continuous-time consistency (sCM) loss of SANA-Sprint, as in the NVlabs training loop (docs/ARCHITECTURE.md, "Distillation"):
 //   x_t   = cos t x0 + sin t z,                z ~ N(0, sigma_d^2)
 //   (F-, dF) = JVP of F_theta at (x_t / sigma_d, t) along (cos t sin t dx_t/dt / sigma_d, cos t sin t)   [no grad]
 //   g     = -cos^2 t (sigma_d F- - dx_t/dt) - r (cos t sin t x_t + sigma_d dF)      r: tangent warm-up in [0, 1]

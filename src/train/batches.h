@@ -1,0 +1,29 @@
+#pragma once
+// The rows of a global batch that this process trains on.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "sana/train/data.h"
+
+namespace sana::detail {
+
+// The rank's rows of a global batch: rows [global * rank / world, global * (rank + 1) / world).
+struct Slice {
+  int rank = 0, world = 1;
+  int64_t global = 0;
+  int64_t begin() const { return global * rank / world; }
+  int64_t size() const { return global * (rank + 1) / world - begin(); }
+  at::Tensor operator()(const at::Tensor& t) const { return t.narrow(0, begin(), size()); }
+};
+
+// This rank's rows of the cache for step k, on `device`.
+struct Batch {
+  at::Tensor latents, embeds, mask;
+  std::vector<int64_t> indices;
+};
+Batch cache_batch(const LatentCache& cache, uint64_t seed, int64_t step, int64_t batch_size, const Slice& slice,
+                  const at::Device& device, at::ScalarType dtype);
+
+}  // namespace sana::detail
