@@ -64,6 +64,43 @@ TEST(Cli, GenerateReproducesPipelineFixture) {
   EXPECT_GE(checked, 3);
 }
 
+// The teacher (both schedulers), ControlNet and img2img fixtures through `generate`, from the folders on disk, with
+// the flags a user would type for each recorded call.
+TEST(Cli, GenerateReproducesTheOtherReferencePipelines) {
+  sana::test::TempDir dir;
+  int checked = 0;
+  for (const std::string folder : {"pipeline_sana_tiny", "pipeline_sana_euler_tiny", "pipeline_sana_controlnet_tiny",
+                                   "pipeline_sprint_img2img_tiny"}) {
+    auto ref = sana::SafetensorsFile::open(fixture(folder + "/expected.safetensors"));
+    for (const auto& [name, text] : ref->metadata()) {
+      if (name == "format") continue;
+      const auto j = nlohmann::json::parse(text);
+      const auto prompts = j["prompt"].get<std::vector<std::string>>();
+      if (prompts.size() != 1) continue;
+      SCOPED_TRACE(folder + " " + name);
+      const std::string out = dir.file(name + ".png"), hw = std::to_string(j["hw"].get<int>());
+      std::string args = "generate -m " + fixture(folder) + " -p " + quoted(prompts[0]) + " -s " +
+                         std::to_string(j["seed"].get<int>()) + " --steps " + std::to_string(j["steps"].get<int>()) +
+                         " -W " + hw + " -H " + hw + " --no-resolution-binning -o " + out;
+      if (j.contains("guidance")) args += " --guidance " + j["guidance"].dump();
+      if (j.contains("negative")) args += " --negative-prompt " + quoted(j["negative"].get<std::string>());
+      if (j.contains("control"))
+        args += " --control-image " + fixture(folder + "/" + j["control"].get<std::string>()) + " --control-scale " +
+                j["scale"].dump();
+      if (j.contains("init"))
+        args += " --init-image " + fixture(folder + "/" + j["init"].get<std::string>()) + " --strength " +
+                j["strength"].dump();
+      const CliRun r = run_cli(args);
+      ASSERT_EQ(r.rc, 0) << r.err;
+      const at::Tensor png = sana::load_png(out);
+      const at::Tensor expected = ref->get(name + ".image")[0];
+      EXPECT_LE((at::round(png * 255) - at::round(expected * 255)).abs().max().item<float>(), 1.0f);
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 8);
+}
+
 TEST(Cli, ClearOneLineErrors) {
   const std::string m = " -m " + fixture("pipeline_sprint_tiny");
   struct Case {
@@ -83,6 +120,18 @@ TEST(Cli, ClearOneLineErrors) {
       {"cache --data /no/such/data --base /b -o /tmp/x", "/no/such/data is not a directory"},
       {"eval", "give --images DIR or -m MODEL"},
       {"eval -m /no/such/model -o /tmp/x", "/no/such/model does not exist"},
+      {"generate" + m + " -p x --control-image /no/such.png", "--control-image: /no/such.png is not a readable file"},
+      {"generate" + m + " -p x --control-image " + fixture("pipeline_sprint_tiny/model_index.json"),
+       "--control-image: is not a PNG image"},
+      {"generate" + m + " -p x --control-image " + fixture("pipeline_sana_controlnet_tiny/control0.png"),
+       "has no ControlNet"},
+      {"generate" + m + " -p x --controlnet " + fixture("controlnet_tiny/controlnet"), "made for another model"},
+      {"generate" + m + " -p x --controlnet /no/such/cn", "/no/such/cn is not a directory"},
+      {"generate" + m + " -p x --init-image " + fixture("pipeline_sprint_img2img_tiny/init0.png") +
+           " --steps 2 --strength 0.2", "--strength: 0.2 with 2 steps leaves no step"},
+      {"generate" + m + " -p x --control-preprocess blur", "--control-preprocess"},
+      {"generate -m " + fixture("pipeline_sana_tiny") + " -p x --init-image " +
+           fixture("pipeline_sprint_img2img_tiny/init0.png"), "img2img is implemented for SANA-Sprint"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.args);

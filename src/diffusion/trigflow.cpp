@@ -26,13 +26,19 @@ at::Tensor trigflow_predict_x0(const at::Tensor& x_t, const at::Tensor& t, const
   return at::cos(tv) * x_t - at::sin(tv) * sigma_data * F.to(x_t.scalar_type());
 }
 
+at::Tensor sana_velocity(const SanaTransformer2DModel& backbone, const ControlNetCall& control, SanaTransformerInputs in,
+                         SanaTransformerAux* aux) {
+  if (control.model) in.controlnet_block_samples = control.model->forward(in, control.cond, control.scale);
+  return backbone.forward(in, aux);
+}
+
 at::Tensor SanaTrigFlow::forward(const at::Tensor& x_hat, const at::Tensor& t, const SanaTransformerInputs& cond) const {
   return trigflow_from_flow(
       [&](const at::Tensor& x_s, const at::Tensor& s) {
         SanaTransformerInputs in = cond;
         in.hidden_states = x_s;
         in.timestep = s;
-        return backbone_->forward(in);
+        return sana_velocity(*backbone_, control_, in);
       },
       x_hat, t);
 }

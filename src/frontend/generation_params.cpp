@@ -9,7 +9,9 @@
 #include <sstream>
 #include <variant>
 
+#include "sana/frontend/image_source.h"
 #include "sana/io/config.h"
+#include "sana/io/edges.h"
 #include "sana/runtime.h"
 
 namespace fs = std::filesystem;
@@ -48,6 +50,12 @@ const std::vector<Field>& fields() {
       {"sampler", "", &P::sampler},
       {"device", "", &P::device},
       {"dtype", "", &P::dtype},
+      {"control_image", "", &P::control_image},
+      {"control_preprocess", "", &P::control_preprocess},
+      {"control_scale", "controlnet_conditioning_scale", &P::control_scale},
+      {"controlnet", "", &P::controlnet},
+      {"init_image", "", &P::init_image},
+      {"strength", "", &P::strength},
   };
   return table;
 }
@@ -165,7 +173,8 @@ void apply_model_defaults(P& p, const FieldSet& given) {
   const json j = json::parse(read_text_file(path.string()), nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) throw Error(path.string() + ": not a JSON object");
   FieldSet skip = given;
-  skip.insert({"model", "prompt", "device", "dtype"});  // a model folder does not choose these
+  // A model folder does not choose these.
+  skip.insert({"model", "prompt", "device", "dtype", "control_image", "init_image", "controlnet"});
   try {
     set_params_from_json(p, j, skip, /*allow_unknown=*/true);
   } catch (const ParamError& e) {
@@ -211,6 +220,16 @@ void validate(const P& p) {
   }
   require(p.sampler.empty() || p.sampler == "euler" || p.sampler == "dpm++2m", "sampler",
           "must be euler or dpm++2m, got '" + p.sampler + "'");
+  require(p.control_preprocess == "none" || p.control_preprocess == "invert" || p.control_preprocess == "canny",
+          "control_preprocess", "must be none, invert or canny, got '" + p.control_preprocess + "'");
+  require(std::isfinite(p.control_scale) && p.control_scale >= 0 && p.control_scale <= L::max_control_scale,
+          "control_scale", "must be between 0 and " + num(L::max_control_scale) + ", got " + num(p.control_scale));
+  require(std::isfinite(p.strength) && p.strength >= 0 && p.strength <= 1, "strength",
+          "must be between 0 and 1, got " + num(p.strength));
+  if (!p.init_image.empty())  // diffusers skips steps - int(steps * strength) steps: at least one must remain
+    require(std::min(p.steps * p.strength, static_cast<double>(p.steps)) >= 1, "strength",
+            num(p.strength) + " with " + std::to_string(p.steps) +
+                " steps leaves no step to run (img2img runs int(steps * strength) steps)");
   check_parses("dtype", [&] { parse_dtype(p.dtype, "dtype"); });
   check_parses("device", [&] { parse_device(p.device, "device"); });
 }
@@ -228,8 +247,24 @@ int64_t resolve_seed(P& p) {
   return p.seed;
 }
 
-GenerateOptions to_generate_options(const P& p) {
+namespace {
+
+// The control image as the ControlNet expects it: white strokes on black (invert turns a canvas drawing around).
+at::Tensor prepared_control_image(const P& p, bool allow_files) {
+  const at::Tensor image = load_image_source(p.control_image, "control_image", allow_files);
+  if (p.control_preprocess == "invert") return 1.0 - image;
+  if (p.control_preprocess == "canny") return canny_edges(image);
+  return image;
+}
+
+}  // namespace
+
+GenerateOptions to_generate_options(const P& p, bool allow_files) {
   GenerateOptions o;
+  if (!p.control_image.empty()) o.control_image = prepared_control_image(p, allow_files);
+  o.controlnet_conditioning_scale = p.control_scale;
+  if (!p.init_image.empty()) o.image = load_image_source(p.init_image, "init_image", allow_files);
+  o.strength = p.strength;
   o.prompts = {p.prompt};
   o.negative_prompt = p.negative_prompt;
   o.num_images_per_prompt = p.batch_count;
@@ -256,7 +291,12 @@ std::string png_parameters(const P& p, const std::string& sampler, const at::Ten
   for (int64_t i = 0; i < timesteps.size(0); ++i) s << (i ? "," : "") << timesteps[i].item<float>();
   s << ", Sampler: " << sampler << ", Seed: " << p.seed << ", Batch index: " << index << ", Size: " << p.width << "x"
     << p.height << ", Guidance: " << p.guidance << ", CHI: " << (p.complex_human_instruction ? "on" : "off")
-    << ", Model: " << p.model << ", Dtype: " << p.dtype << ", Software: " << software;
+    << ", Model: " << p.model;
+  if (!p.control_image.empty())
+    s << ", ControlNet: " << (p.controlnet.empty() ? "the model's" : p.controlnet) << ", Control scale: "
+      << p.control_scale << ", Control preprocess: " << p.control_preprocess;
+  if (!p.init_image.empty()) s << ", Denoising strength: " << p.strength;
+  s << ", Dtype: " << p.dtype << ", Software: " << software;
   return s.str();
 }
 

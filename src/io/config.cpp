@@ -80,13 +80,16 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
-SanaTransformerConfig parse_sana_transformer_config(const std::string& text, const std::string& source) {
+namespace {
+
+// SanaTransformer2DModel and SanaControlNetModel read the same keys; `c` holds the class's defaults.
+SanaTransformerConfig parse_sana_config(const std::string& text, const std::string& source, const std::string& cls_name,
+                                        SanaTransformerConfig c) {
   const json j = parse_object(text, source);
   const Fields f(j, source);
-  SanaTransformerConfig c;
   if (j.contains("_class_name")) {
     const auto cls = f.require<std::string>("_class_name");
-    if (cls != "SanaTransformer2DModel") f.fail("_class_name", "is '" + cls + "', expected SanaTransformer2DModel");
+    if (cls != cls_name) f.fail("_class_name", "is '" + cls + "', expected " + cls_name);
   }
   f.read("in_channels", c.in_channels);
   c.out_channels = c.in_channels;
@@ -127,6 +130,22 @@ SanaTransformerConfig parse_sana_transformer_config(const std::string& text, con
   if (c.qk_norm && *c.qk_norm != "rms_norm_across_heads")
     f.fail("qk_norm", "is '" + *c.qk_norm + "'; supported: null or \"rms_norm_across_heads\"");
   return c;
+}
+
+}  // namespace
+
+SanaTransformerConfig parse_sana_transformer_config(const std::string& text, const std::string& source) {
+  return parse_sana_config(text, source, "SanaTransformer2DModel", {});
+}
+
+SanaTransformerConfig parse_sana_controlnet_config(const std::string& text, const std::string& source) {
+  SanaTransformerConfig defaults;
+  defaults.num_layers = 7;  // diffusers' SanaControlNetModel default: a copy of the first 7 blocks
+  return parse_sana_config(text, source, "SanaControlNetModel", defaults);
+}
+
+SanaTransformerConfig load_sana_controlnet_config(const std::string& path) {
+  return parse_sana_controlnet_config(read_text_file(path), path);
 }
 
 SanaTransformerConfig load_sana_transformer_config(const std::string& path) {

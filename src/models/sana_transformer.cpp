@@ -159,11 +159,10 @@ at::Tensor PatchEmbed::forward(const at::Tensor& x) const {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-SanaTransformer2DModel::SanaTransformer2DModel(const SanaTransformerConfig& cfg, const at::TensorOptions& options)
-    : cfg_(cfg) {
+SanaBlockStack::SanaBlockStack(const SanaTransformerConfig& cfg, const at::TensorOptions& options) : cfg_(cfg) {
   if (cfg.interpolation_scale)
-    throw Error("SanaTransformer2DModel: interpolation_scale is set (sin-cos positional embedding); only "
-                "interpolation_scale=null (the 1024px SANA / SANA-Sprint models) is supported");
+    throw Error("SANA: interpolation_scale is set (sin-cos positional embedding); only interpolation_scale=null (the "
+                "1024px SANA / SANA-Sprint models) is supported");
   const int64_t D = cfg.inner_dim();
   patch_embed = register_module("patch_embed", std::make_shared<PatchEmbed>(cfg.in_channels, D, cfg.patch_size, options));
   time_embed = register_module("time_embed", std::make_shared<SanaTimeEmbedding>(D, cfg.guidance_embeds, options));
@@ -172,6 +171,11 @@ SanaTransformer2DModel::SanaTransformer2DModel(const SanaTransformerConfig& cfg,
   caption_norm = register_module("caption_norm", std::make_shared<nn::RMSNorm>(D, 1e-5, true, false, options));
   transformer_blocks = register_module("transformer_blocks", std::make_shared<nn::ModuleList<SanaTransformerBlock>>());
   for (int i = 0; i < cfg.num_layers; ++i) transformer_blocks->append(std::make_shared<SanaTransformerBlock>(cfg, options));
+}
+
+SanaTransformer2DModel::SanaTransformer2DModel(const SanaTransformerConfig& cfg, const at::TensorOptions& options)
+    : SanaBlockStack(cfg, options) {
+  const int64_t D = cfg.inner_dim();
   scale_shift_table = register_parameter("scale_shift_table", at::empty({2, D}, options));
   const int64_t p = cfg.patch_size;
   proj_out = register_module("proj_out", std::make_shared<nn::Linear>(D, p * p * cfg.out_channels, true, options));
@@ -185,52 +189,60 @@ std::shared_ptr<SanaTransformer2DModel> SanaTransformer2DModel::from_pretrained(
   return model;
 }
 
-at::Tensor SanaTransformer2DModel::forward(const SanaTransformerInputs& in, SanaTransformerAux* aux) const {
-  const auto dt = dtype();
+SanaEmbeddedInputs SanaBlockStack::embed(const SanaTransformerInputs& in, at::ScalarType dt,
+                                         const std::string& what) const {
+  const SanaTransformerConfig& cfg = cfg_;
   const at::Tensor& hs = in.hidden_states;
-  if (!hs.defined() || hs.dim() != 4 || hs.size(1) != cfg_.in_channels)
-    throw Error("transformer: hidden_states must be [B, " + std::to_string(cfg_.in_channels) + ", H, W], got " +
+  if (!hs.defined() || hs.dim() != 4 || hs.size(1) != cfg.in_channels)
+    throw Error(what + ": hidden_states must be [B, " + std::to_string(cfg.in_channels) + ", H, W], got " +
                 (hs.defined() ? shape_str(hs.sizes()) : std::string("nothing")));
-  const int64_t B = hs.size(0), p = cfg_.patch_size;
+  const int64_t B = hs.size(0), p = cfg.patch_size;
   if (hs.size(2) % p != 0 || hs.size(3) % p != 0)
-    throw Error("transformer: latent size " + std::to_string(hs.size(2)) + "x" + std::to_string(hs.size(3)) +
+    throw Error(what + ": latent size " + std::to_string(hs.size(2)) + "x" + std::to_string(hs.size(3)) +
                 " is not divisible by patch_size " + std::to_string(p));
-  const int64_t h = hs.size(2) / p, w = hs.size(3) / p;
   const at::Tensor& ctx_in = in.encoder_hidden_states;
-  if (!ctx_in.defined() || ctx_in.dim() != 3 || ctx_in.size(0) != B || ctx_in.size(2) != cfg_.caption_channels)
-    throw Error("transformer: encoder_hidden_states must be [" + std::to_string(B) + ", L, " +
-                std::to_string(cfg_.caption_channels) + "], got " +
+  if (!ctx_in.defined() || ctx_in.dim() != 3 || ctx_in.size(0) != B || ctx_in.size(2) != cfg.caption_channels)
+    throw Error(what + ": encoder_hidden_states must be [" + std::to_string(B) + ", L, " +
+                std::to_string(cfg.caption_channels) + "], got " +
                 (ctx_in.defined() ? shape_str(ctx_in.sizes()) : std::string("nothing")));
-  if (cfg_.guidance_embeds != in.guidance.defined())
-    throw Error(cfg_.guidance_embeds ? "transformer: this model has guidance_embeds and needs a guidance tensor"
-                                     : "transformer: guidance given, but this model has no guidance embedding");
+  if (cfg.guidance_embeds != in.guidance.defined())
+    throw Error(cfg.guidance_embeds ? what + ": this model has guidance_embeds and needs a guidance tensor"
+                                    : what + ": guidance given, but this model has no guidance embedding");
   auto per_sample = [&](const at::Tensor& t, const char* name) {
     if (t.dim() == 0) return t.reshape({1}).expand({B});
     if (t.dim() != 1 || (t.size(0) != B && t.size(0) != 1))
-      throw Error(std::string("transformer: ") + name + " must be a scalar or [" + std::to_string(B) + "], got " +
-                  shape_str(t.sizes()));
+      throw Error(what + ": " + name + " must be a scalar or [" + std::to_string(B) + "], got " + shape_str(t.sizes()));
     return t.expand({B});
   };
-  if (!in.timestep.defined()) throw Error("transformer: timestep is required");
+  if (!in.timestep.defined()) throw Error(what + ": timestep is required");
   const at::Tensor timestep = per_sample(in.timestep, "timestep");
   const at::Tensor guidance = in.guidance.defined() ? per_sample(in.guidance, "guidance") : at::Tensor();
 
+  SanaEmbeddedInputs e;
+  e.h = hs.size(2) / p, e.w = hs.size(3) / p;
   // Mask (1 keep, 0 pad) -> additive key bias (1 - m) * -10000, broadcast over heads and queries.
-  at::Tensor key_bias;
   if (in.encoder_attention_mask.defined()) {
     const at::Tensor& m = in.encoder_attention_mask;
     if (m.dim() != 2 || m.size(0) != B || m.size(1) != ctx_in.size(1))
-      throw Error("transformer: encoder_attention_mask must be [" + std::to_string(B) + ", " +
+      throw Error(what + ": encoder_attention_mask must be [" + std::to_string(B) + ", " +
                   std::to_string(ctx_in.size(1)) + "], got " + shape_str(m.sizes()));
-    key_bias = ((1 - m.to(dt)) * -10000.0).view({B, 1, 1, -1});
+    e.key_bias = ((1 - m.to(dt)) * -10000.0).view({B, 1, 1, -1});
   }
+  e.x = patch_embed->forward(hs.to(dt));  // [B, N, D]
+  std::tie(e.mod, e.cond) = time_embed->forward(timestep, guidance, dt);
+  e.context = caption_norm->forward(caption_projection->forward(ctx_in.to(dt)));
+  return e;
+}
+
+at::Tensor SanaTransformer2DModel::forward(const SanaTransformerInputs& in, SanaTransformerAux* aux) const {
+  const auto dt = dtype();
   if (static_cast<int64_t>(in.controlnet_block_samples.size()) > cfg_.num_layers)
     throw Error("transformer: " + std::to_string(in.controlnet_block_samples.size()) +
                 " controlnet residuals for " + std::to_string(cfg_.num_layers) + " blocks");
-
-  at::Tensor x = patch_embed->forward(hs.to(dt));  // [B, N, D]
-  const auto [mod, cond] = time_embed->forward(timestep, guidance, dt);
-  const at::Tensor context = caption_norm->forward(caption_projection->forward(ctx_in.to(dt)));
+  SanaEmbeddedInputs e = embed(in, dt, "transformer");
+  at::Tensor& x = e.x;
+  const at::Tensor &mod = e.mod, &cond = e.cond, &context = e.context, &key_bias = e.key_bias;
+  const int64_t B = x.size(0), h = e.h, w = e.w, p = cfg_.patch_size;
 
   if (aux) {
     aux->embedded_timestep = cond;

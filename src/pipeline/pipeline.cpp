@@ -41,7 +41,7 @@ ModelIndex open_pipeline_folder(const std::string& dir) {
 
 PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, const at::Device& device,
                                                        at::ScalarType dtype) {
-  open_pipeline_folder(dir);
+  const ModelIndex index = open_pipeline_folder(dir);
   const fs::path root(dir);
   const auto options = at::TensorOptions().dtype(dtype).device(device);
   PipelineComponents c;
@@ -50,7 +50,19 @@ PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, c
   c.text_encoder = Gemma2Model::from_pretrained((root / "text_encoder").string(), options);
   c.transformer = SanaTransformer2DModel::from_pretrained((root / "transformer").string(), options);
   c.vae = AutoencoderDC::from_pretrained((root / "vae").string(), options);
+  if (index.components.count("controlnet")) {
+    require_dir(root / "controlnet", "SanaControlNetModel");
+    c.attach_controlnet((root / "controlnet").string(), dtype);
+  }
   return c;
+}
+
+void PipelineComponents::attach_controlnet(const std::string& dir, at::ScalarType dtype) {
+  if (!fs::is_directory(dir)) throw Error("controlnet: " + dir + " is not a directory");
+  const std::string config = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(config)) throw Error("controlnet: " + dir + " has no config.json (a SanaControlNetModel folder)");
+  check_controlnet_fits(load_sana_controlnet_config(config), transformer->config(), "controlnet " + dir);
+  controlnet = SanaControlNetModel::from_pretrained(dir, at::TensorOptions().dtype(dtype).device(device));
 }
 
 std::pair<at::Tensor, at::Tensor> Pipeline::encode_prompt(const std::vector<std::string>& prompts,
@@ -60,16 +72,22 @@ std::pair<at::Tensor, at::Tensor> Pipeline::encode_prompt(const std::vector<std:
   return encode_prompt_with(*components.tokenizer, *components.text_encoder, prompts, options, components.device);
 }
 
-std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype) {
+std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,
+                                        const std::string& controlnet_dir) {
   const ModelIndex index = open_pipeline_folder(dir);
   // A Sprint transformer embeds the guidance scale; a flow teacher's does not and needs real CFG.
   const auto transformer_config = load_sana_transformer_config((fs::path(dir) / "transformer" / "config.json").string());
-  if (transformer_config.guidance_embeds)
-    return std::make_unique<SanaSprintPipeline>(SanaSprintPipeline::from_pretrained(dir, device, dtype));
-  if (index.class_name != "SanaPipeline")
-    throw Error("model directory " + dir + ": the transformer has no guidance embedding, so this is a SANA flow model, "
-                "but model_index.json names " + index.class_name + " instead of SanaPipeline");
-  return std::make_unique<SanaPipeline>(SanaPipeline::from_pretrained(dir, device, dtype));
+  std::unique_ptr<Pipeline> pipe;
+  if (transformer_config.guidance_embeds) {
+    pipe = std::make_unique<SanaSprintPipeline>(SanaSprintPipeline::from_pretrained(dir, device, dtype));
+  } else {
+    if (index.class_name != "SanaPipeline" && index.class_name != "SanaControlNetPipeline")
+      throw Error("model directory " + dir + ": the transformer has no guidance embedding, so this is a SANA flow "
+                  "model, but model_index.json names " + index.class_name + " instead of SanaPipeline");
+    pipe = std::make_unique<SanaPipeline>(SanaPipeline::from_pretrained(dir, device, dtype));
+  }
+  if (!controlnet_dir.empty()) pipe->components.attach_controlnet(controlnet_dir, dtype);
+  return pipe;
 }
 
 }  // namespace sana

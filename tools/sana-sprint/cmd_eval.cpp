@@ -96,7 +96,7 @@ int run_eval_model(EvalCommand& c) {
   prepare_generation(p, *c.flags);
   resolve_seed(p);
   note("loading " + p.model);
-  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype));
+  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), p.controlnet);
   fs::create_directories(c.out);
   shapes::EvalReport report;
   double seconds_total = 0, psnr_sum = 0;
@@ -140,7 +140,7 @@ Subcommand add_eval(CLI::App& app) {
   auto c = std::make_shared<EvalCommand>();
   c->params.seed = 0;
   auto* images = cmd->add_option("--images", c->images, "folder of NNNNNNN.png with NNNNNNN.json descriptions");
-  c->flags = std::make_unique<GenerationFlags>(cmd, c->params, FieldSet{"prompt", "batch_count"});
+  c->flags = std::make_unique<GenerationFlags>(cmd, c->params, FieldSet{"prompt", "batch_count", "control_image", "control_preprocess", "init_image", "strength"});
   images->excludes(c->flags->option("model"));
   cmd->add_option("--json", c->json_out, "also write the report as JSON here");
   cmd->add_option("-o,--out", c->out, "with -m: folder for the generated images");

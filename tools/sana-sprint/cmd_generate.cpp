@@ -39,11 +39,17 @@ int run_generate(GenerateCommand& c) {
 
   double t0 = now();
   note("loading " + p.model + " (" + p.dtype + " on " + p.device + ")");
-  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype));
-  note("loaded " + pipe->class_name() + " in " + seconds(now() - t0));
+  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), p.controlnet);
+  note("loaded " + pipe->class_name() + (pipe->components.controlnet ? " with a ControlNet" : "") + " in " +
+       seconds(now() - t0));
 
   t0 = now();
-  const GenerateOptions o = to_generate_options(p);
+  GenerateOptions o;
+  try {
+    o = to_generate_options(p);
+  } catch (const ParamError& e) {
+    throw c.flags->rephrase(e);
+  }
   const auto r = pipe->generate(o, [](const std::string& stage, double s) {
     note(stage + ": " + c10::str(std::round(s * 100) / 100) + " s");
   });

@@ -63,6 +63,27 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
   if (want("sampler"))
     add("sampler", app->add_option("--sampler", p.sampler,
                                    "flow teachers: euler | dpm++2m (default: the folder's scheduler)"));
+  if (want("control_image"))
+    add("control_image", app->add_option("--control-image", p.control_image,
+                                         "ControlNet: the control PNG (white scribbles on black; resized to the output "
+                                         "size)"));
+  if (want("control_scale"))
+    add("control_scale", app->add_option("--control-scale", p.control_scale, "ControlNet: factor on its residuals")
+                             ->capture_default_str());
+  if (want("control_preprocess"))
+    add("control_preprocess",
+        app->add_option("--control-preprocess", p.control_preprocess,
+                        "none | invert (black strokes on white, as drawn on a canvas) | canny (edges of a photo)")
+            ->capture_default_str());
+  if (want("controlnet"))
+    add("controlnet", app->add_option("--controlnet", p.controlnet,
+                                      "attach this SanaControlNetModel folder (default: the model's controlnet/)"));
+  if (want("init_image"))
+    add("init_image", app->add_option("--init-image", p.init_image, "img2img (Sprint models): the init PNG"));
+  if (want("strength"))
+    add("strength", app->add_option("--strength", p.strength,
+                                    "img2img: share of the schedule to run, in whole steps (int(steps x strength))")
+                        ->capture_default_str());
 }
 
 FieldSet GenerationFlags::given() const {

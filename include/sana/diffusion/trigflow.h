@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 
+#include "sana/models/sana_controlnet.h"
 #include "sana/models/sana_transformer.h"
 
 namespace sana {
@@ -30,20 +31,34 @@ at::Tensor trigflow_from_flow(const FlowVelocityFn& flow, const at::Tensor& x_ha
 // x0 prediction: x0 = cos t x_t - sin t sigma_d F.
 at::Tensor trigflow_predict_x0(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& F, double sigma_data);
 
-// The TrigFlow view of a SanaTransformer2DModel. The backbone is shared, not owned exclusively: one backbone can
-// serve as flow model and TrigFlow model at once.
+// A ControlNet with its input, evaluated wherever the backbone is: at the same flow-space latent, timestep,
+// guidance and text (docs/ARCHITECTURE.md, "ControlNet").
+struct ControlNetCall {
+  std::shared_ptr<SanaControlNetModel> model;  // null: no ControlNet
+  at::Tensor cond;                              // the control latent, one row per model row
+  double scale = 1.0;
+};
+
+// v(x_s, s) of the backbone, with the ControlNet's residuals when `control` has a model.
+at::Tensor sana_velocity(const SanaTransformer2DModel& backbone, const ControlNetCall& control, SanaTransformerInputs in,
+                         SanaTransformerAux* aux = nullptr);
+
+// The TrigFlow view of a SanaTransformer2DModel (and its ControlNet). The backbone is shared, not owned
+// exclusively: one backbone can serve as flow model and TrigFlow model at once.
 class SanaTrigFlow {
  public:
-  explicit SanaTrigFlow(std::shared_ptr<SanaTransformer2DModel> backbone) : backbone_(std::move(backbone)) {}
+  explicit SanaTrigFlow(std::shared_ptr<SanaTransformer2DModel> backbone, ControlNetCall control = {})
+      : backbone_(std::move(backbone)), control_(std::move(control)) {}
 
-  // F(x_hat, t). `cond` carries the text, mask, guidance and ControlNet residuals; its hidden_states and timestep
-  // are ignored (they come from x_hat and t).
+  // F(x_hat, t). `cond` carries the text, mask and guidance; its hidden_states and timestep are ignored (they come
+  // from x_hat and t). The ControlNet, if any, runs inside, on the flow-space input the backbone gets.
   at::Tensor forward(const at::Tensor& x_hat, const at::Tensor& t, const SanaTransformerInputs& cond) const;
 
   SanaTransformer2DModel& backbone() const { return *backbone_; }
 
  private:
   std::shared_ptr<SanaTransformer2DModel> backbone_;
+  ControlNetCall control_;
 };
 
 // TrigFlow model F(x_hat, t) with t of shape [B].

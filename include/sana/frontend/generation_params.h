@@ -37,6 +37,15 @@ struct GenerationParams {
   bool vae_tiling = false;
   std::string sampler;          // flow teachers: "" (the folder's scheduler) | euler | dpm++2m
   std::string device = "cpu", dtype = "fp32";
+  // ControlNet: the control image (a PNG path on the command line, inline data in JSON APIs), how to prepare it, the
+  // factor on its residuals, and a SanaControlNetModel folder to attach to a model that has none.
+  std::string control_image;
+  std::string control_preprocess = "none";  // none | invert (black strokes on white -> white on black) | canny
+  double control_scale = 1.0;
+  std::string controlnet;
+  // img2img (Sprint models): the init image (same forms as control_image) and the share of the schedule it runs.
+  std::string init_image;
+  double strength = 0.6;
 };
 
 // Limits that validate() enforces (also what the server reports in its 400/413 answers).
@@ -47,6 +56,7 @@ struct GenerationLimits {
   static constexpr int max_sequence_length = 2048;
   static constexpr size_t max_prompt_bytes = 20000;
   static constexpr double max_guidance = 100;
+  static constexpr double max_control_scale = 10;
 };
 
 // An error in one field. what() is "<field>: <message>"; front ends build their own text from field() and message().
@@ -85,8 +95,9 @@ void validate_for_model(const GenerationParams& params);
 // Replaces a seed of -1 with a random one; returns the seed.
 int64_t resolve_seed(GenerationParams& params);
 
-// The pipeline call for `params` (seed already resolved).
-GenerateOptions to_generate_options(const GenerationParams& params);
+// The pipeline call for `params` (seed already resolved). Control and init images are loaded and prepared here:
+// `allow_files` lets their sources be file paths (the CLI); otherwise they must be inline data.
+GenerateOptions to_generate_options(const GenerationParams& params, bool allow_files = true);
 
 // The PNG "parameters" text of image `index` of a call (A1111's layout: the prompt, then "Key: value, ...").
 std::string png_parameters(const GenerationParams& params, const std::string& sampler, const at::Tensor& timesteps,

@@ -101,6 +101,10 @@ struct ModelIndex {
 
 SanaTransformerConfig parse_sana_transformer_config(const std::string& json_text, const std::string& source);
 SanaTransformerConfig load_sana_transformer_config(const std::string& path);
+// diffusers SanaControlNetModel (controlnet/config.json): the transformer's keys, num_layers 7 by default. diffusers'
+// class has no qk_norm or guidance_embeds keys; ours reads them, so a ControlNet can copy a Sprint student's blocks.
+SanaTransformerConfig parse_sana_controlnet_config(const std::string& json_text, const std::string& source);
+SanaTransformerConfig load_sana_controlnet_config(const std::string& path);
 Gemma2Config load_gemma2_config(const std::string& path);
 AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path);
 SCMSchedulerConfig load_scm_scheduler_config(const std::string& path);

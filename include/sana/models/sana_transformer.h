@@ -91,7 +91,38 @@ struct SanaTransformerAux {
   at::Tensor embedded_timestep;            // out: [B, D]
 };
 
-class SanaTransformer2DModel : public nn::Module {
+// What a SANA network works on after its input embeddings (the transformer and the ControlNet share this step).
+struct SanaEmbeddedInputs {
+  at::Tensor x;         // [B, N, D] patch tokens
+  at::Tensor mod;       // [B, 6D] adaLN-single modulation of every block
+  at::Tensor cond;      // [B, D] embedded timestep (and guidance)
+  at::Tensor context;   // [B, L, D] projected, normalised text
+  at::Tensor key_bias;  // [B, 1, 1, L] padding bias, or undefined
+  int64_t h = 0, w = 0; // token grid
+};
+
+// What the transformer and the ControlNet share, registered under diffusers' names on the derived module: the patch,
+// time and caption embeddings and a stack of blocks.
+class SanaBlockStack : public nn::Module {
+ public:
+  SanaBlockStack(const SanaTransformerConfig& cfg, const at::TensorOptions& options);
+
+  // Checks `in` against the config (errors start with `what`) and runs the patch, time and caption embeddings.
+  SanaEmbeddedInputs embed(const SanaTransformerInputs& in, at::ScalarType dtype, const std::string& what) const;
+
+  const SanaTransformerConfig& config() const { return cfg_; }
+
+  std::shared_ptr<PatchEmbed> patch_embed;
+  std::shared_ptr<SanaTimeEmbedding> time_embed;
+  std::shared_ptr<CaptionProjection> caption_projection;
+  std::shared_ptr<nn::RMSNorm> caption_norm;
+  std::shared_ptr<nn::ModuleList<SanaTransformerBlock>> transformer_blocks;
+
+ protected:
+  SanaTransformerConfig cfg_;
+};
+
+class SanaTransformer2DModel : public SanaBlockStack {
  public:
   SanaTransformer2DModel(const SanaTransformerConfig& cfg, const at::TensorOptions& options);
   // Config from `<dir>/config.json`, weights from `<dir>/diffusion_pytorch_model.safetensors` (or its sharded
@@ -102,20 +133,11 @@ class SanaTransformer2DModel : public nn::Module {
   // Returns the prediction [B, out_channels, H, W] in the model dtype.
   at::Tensor forward(const SanaTransformerInputs& in, SanaTransformerAux* aux = nullptr) const;
 
-  const SanaTransformerConfig& config() const { return cfg_; }
   at::ScalarType dtype() const { return scale_shift_table.scalar_type(); }
   at::Device device() const { return scale_shift_table.device(); }
 
-  std::shared_ptr<PatchEmbed> patch_embed;
-  std::shared_ptr<SanaTimeEmbedding> time_embed;
-  std::shared_ptr<CaptionProjection> caption_projection;
-  std::shared_ptr<nn::RMSNorm> caption_norm;
-  std::shared_ptr<nn::ModuleList<SanaTransformerBlock>> transformer_blocks;
   at::Tensor scale_shift_table;  // [2, D]: shift, scale of the final norm
   std::shared_ptr<nn::Linear> proj_out;
-
- private:
-  SanaTransformerConfig cfg_;
 };
 
 // Multiply-adds x2 of one forward (matrix products and convolutions; elementwise work is not counted), for

@@ -41,6 +41,19 @@ struct GenerateOptions {
 
   // Flow teachers: "euler" | "dpm++2m"; empty: the solver of the folder's scheduler.
   std::string sampler;
+
+  // ControlNet (a pipeline with a controlnet component): the control image [3, H, W] or [B, 3, H, W] in [0, 1]
+  // (resized to the output size as diffusers does) and the factor on its residuals. No image: no ControlNet pass.
+  at::Tensor control_image;
+  double controlnet_conditioning_scale = 1.0;
+
+  // img2img (Sprint pipelines): the init image [3, H, W] in [0, 1], and the share of the schedule to run: the first
+  // steps - int(steps * strength) steps are skipped (diffusers' rule: strength acts in whole steps).
+  at::Tensor image;
+  double strength = 0.6;
+
+  // Keep every step's model input, timestep, output and ControlNet residuals in the result (checks, debugging).
+  bool record_steps = false;
 };
 
 // What one call produced, with the intermediates the reference fixtures record.
@@ -54,6 +67,18 @@ struct GenerateResult {
   at::Tensor final_latents;    // the latent handed to the decoder, before / scaling_factor
   at::Tensor vae_decoded;      // raw decoder output
   int generated_height = 0, generated_width = 0;  // after binning
+
+  at::Tensor vae_encode_input;  // the preprocessed control or init image handed to the encoder ([-1, 1])
+  at::Tensor control_latents;   // what the ControlNet receives (latent * scaling_factor), per model row
+  at::Tensor image_latents;     // img2img: the init image's latent * scaling_factor * sigma_data
+
+  // With record_steps: per step, what the transformer saw and returned (for teachers: both CFG halves, before
+  // the guidance combination).
+  struct Step {
+    at::Tensor model_input, timestep, model_output;
+    std::vector<at::Tensor> controlnet_block_samples;
+  };
+  std::vector<Step> steps;
 };
 
 // Stage names and seconds, for progress output ("text encoder", "step 1/2", "vae decode", ...).

@@ -2,8 +2,9 @@
 // The pipelines' common ground (docs/ARCHITECTURE.md, "Pipelines"): the components a pipeline folder holds, the
 // interface every pipeline implements, and the loader that picks the pipeline a folder's model_index.json names.
 //
-//   SanaSprintPipeline  (sana_sprint.h)  the 1-4 step student: SCM sampler, embedded guidance
+//   SanaSprintPipeline  (sana_sprint.h)  the 1-4 step student: SCM sampler, embedded guidance; img2img
 //   SanaPipeline        (sana.h)         the flow-matching teacher: flow-ODE solver, real classifier-free guidance
+// Both run a ControlNet when the components hold one and the call gives a control image.
 //
 // A pipeline is built from loaded folders (from_pretrained) or from components already in memory (the trainers'
 // sample grids hand it the model they are training, and prompt embeddings instead of a text encoder).
@@ -14,6 +15,7 @@
 
 #include "sana/models/dcae.h"
 #include "sana/models/gemma2.h"
+#include "sana/models/sana_controlnet.h"
 #include "sana/models/sana_transformer.h"
 #include "sana/pipeline/options.h"
 #include "sana/text/tokenizer.h"
@@ -25,11 +27,16 @@ struct PipelineComponents {
   std::shared_ptr<Gemma2Model> text_encoder;   // likewise
   std::shared_ptr<SanaTransformer2DModel> transformer;
   std::shared_ptr<AutoencoderDC> vae;
+  std::shared_ptr<SanaControlNetModel> controlnet;  // optional
   at::Device device = at::kCPU;
 
-  // Loads tokenizer/, text_encoder/, transformer/ and vae/ of a diffusers pipeline folder; errors name the missing
-  // folder.
+  // Loads tokenizer/, text_encoder/, transformer/ and vae/ of a diffusers pipeline folder, and controlnet/ when
+  // model_index.json lists it; errors name the missing folder.
   static PipelineComponents from_pretrained(const std::string& dir, const at::Device& device, at::ScalarType dtype);
+
+  // Loads a SanaControlNetModel folder (config.json + weights) as this pipeline's ControlNet, after checking that
+  // it fits the transformer (errors name the folder and the mismatch).
+  void attach_controlnet(const std::string& dir, at::ScalarType dtype);
 
   // Latent spatial factor (32 for the real DC-AE).
   int vae_scale_factor() const { return vae->config().spatial_factor(); }
@@ -54,8 +61,11 @@ class Pipeline {
   PipelineComponents components;
 };
 
-// The pipeline of a diffusers folder: model_index.json's _class_name, checked against the transformer (a Sprint
-// transformer has a guidance embedding, a teacher's has not). Errors name the missing file, folder or component.
-std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype);
+// The pipeline of a diffusers folder: SanaSprintPipeline / SanaSprintImg2ImgPipeline for a Sprint transformer (it
+// has a guidance embedding), SanaPipeline / SanaControlNetPipeline for a teacher's; a `controlnet` component is
+// loaded with it, and `controlnet_dir` (a SanaControlNetModel folder) attaches one. Errors name the missing file,
+// folder or component.
+std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,
+                                        const std::string& controlnet_dir = "");
 
 }  // namespace sana

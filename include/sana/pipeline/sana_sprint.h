@@ -1,10 +1,12 @@
 #pragma once
-// SanaSprintPipeline: prompt -> image in 1-4 steps, reproducing diffusers' SanaSprintPipeline for the same seed
-// (docs/ARCHITECTURE.md, "Pipelines"): the initial latents are drawn first from one CPU generator, then one draw
-// per sampler step; the transformer runs inside the TrigFlow view with the guidance scale embedded.
+// SanaSprintPipeline: prompt -> image in 1-4 steps, reproducing diffusers' SanaSprintPipeline (and, with an init
+// image, SanaSprintImg2ImgPipeline) for the same seed (docs/ARCHITECTURE.md, "Pipelines"): the initial latents are
+// drawn first from one CPU generator, then one draw per sampler step; the transformer runs inside the TrigFlow view
+// with the guidance scale embedded, and a ControlNet, when there is one, inside the same view.
 #include <string>
 
 #include "sana/diffusion/scm_scheduler.h"
+#include "sana/diffusion/trigflow.h"
 #include "sana/pipeline/pipeline.h"
 
 namespace sana {
@@ -22,9 +24,17 @@ class SanaSprintPipeline : public Pipeline {
   std::string sampler_name(const GenerateOptions&) const override { return "SCM"; }
 
   SCMSchedulerConfig scheduler_config;
+
+ private:
+  at::Tensor noised_init_image(const GenerateOptions& options, GenerateResult& r, const at::Tensor& t0,
+                               at::Generator& gen, int64_t batch) const;
 };
 
 // The SCM schedule options of a call: its steps, max_timesteps, intermediate_timesteps and custom timesteps.
 SCMTimestepOptions scm_timestep_options(const GenerateOptions& options);
+
+// img2img: the index of the first step that runs, steps - int(steps * strength) as diffusers computes it. Error when
+// that leaves no step or strength is outside [0, 1].
+int img2img_first_step(int steps, double strength);
 
 }  // namespace sana

@@ -1,0 +1,136 @@
+// The diffusers reference pipelines beyond text-to-image Sprint, reproduced from their folders on disk with every
+// intermediate the fixtures record: the flow teacher with both schedulers real SANA checkpoints ship (DPM-Solver++
+// and flow Euler, shift 3, real CFG with a negative prompt), the teacher with a ControlNet, and Sprint img2img.
+// Cases, prompts and sizes come from each fixture's metadata.
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+#include "sana/io/image.h"
+#include "sana/pipeline/pipeline.h"
+#include "sana/pipeline/sana.h"
+#include "sana/pipeline/sana_sprint.h"
+#include "test_util.h"
+
+using nlohmann::json;
+using sana::test::fixture;
+
+namespace {
+
+struct Case {
+  std::string name;
+  json meta;
+};
+
+std::vector<Case> cases_of(const sana::SafetensorsFile& ref) {
+  std::vector<Case> out;
+  for (const auto& [name, text] : ref.metadata())
+    if (name != "format") out.push_back({name, json::parse(text)});
+  return out;
+}
+
+sana::GenerateOptions options_of(const json& m, const std::string& folder) {
+  sana::GenerateOptions o;
+  o.prompts = m["prompt"].get<std::vector<std::string>>();
+  o.seed = m["seed"].get<uint64_t>();
+  o.steps = m["steps"].get<int>();
+  o.height = o.width = m["hw"].get<int>();
+  o.resolution_binning = false;
+  o.record_steps = true;
+  if (m.contains("guidance")) o.guidance_scale = m["guidance"].get<double>();
+  o.negative_prompt = m.value("negative", "");
+  if (o.steps == 2) o.intermediate_timesteps = 1.3;  // the Sprint pipelines' default; teachers ignore it
+  if (m.contains("control")) {
+    o.control_image = sana::load_png(fixture(folder + "/" + m["control"].get<std::string>()));
+    o.controlnet_conditioning_scale = m["scale"].get<double>();
+  }
+  if (m.contains("init")) {
+    o.image = sana::load_png(fixture(folder + "/" + m["init"].get<std::string>()));
+    o.strength = m["strength"].get<double>();
+  }
+  return o;
+}
+
+void expect_image(const at::Tensor& actual, const at::Tensor& expected) {
+  EXPECT_CLOSE(actual, expected, 1e-3);
+  const at::Tensor diff = (at::round(actual * 255) - at::round(expected * 255)).abs();
+  EXPECT_LE(diff.max().item<float>(), 1.0f);
+}
+
+// A teacher fixture: per step the CFG batch's input, timestep, output (and ControlNet residuals), then the image.
+void check_teacher(const std::string& folder) {
+  const auto pipe = sana::load_pipeline(fixture(folder), at::kCPU, at::kFloat);
+  const auto ref = sana::SafetensorsFile::open(fixture(folder + "/expected.safetensors"));
+  const auto cases = cases_of(*ref);
+  ASSERT_FALSE(cases.empty());
+  for (const auto& c : cases) {
+    SCOPED_TRACE(folder + " " + c.name);
+    const std::string p = c.name + ".";
+    const auto r = pipe->generate(options_of(c.meta, folder));
+    EXPECT_TRUE(at::equal(r.timesteps.to(at::kDouble), ref->get(p + "timesteps").to(at::kDouble)));
+    if (ref->contains(p + "initial_noise")) EXPECT_TRUE(at::equal(r.initial_noise, ref->get(p + "initial_noise")));
+    const at::Tensor embeds = ref->get(p + "prompt_embeds");  // rows: negative, prompt
+    EXPECT_CLOSE(r.prompt_embeds, embeds.narrow(0, 1, 1), 1e-4);
+    ASSERT_EQ(static_cast<int>(r.steps.size()), c.meta["steps"].get<int>());
+    for (size_t i = 0; i < r.steps.size(); ++i) {
+      const std::string s = p + "step" + std::to_string(i) + ".";
+      EXPECT_CLOSE(r.steps[i].model_input, ref->get(s + "transformer_input"), 1e-4);
+      EXPECT_CLOSE(r.steps[i].timestep, ref->get(s + "transformer_timestep").to(at::kFloat), 1e-3);
+      EXPECT_CLOSE(r.steps[i].model_output, ref->get(s + "transformer_output"), 1e-4);
+      for (size_t j = 0; j < r.steps[i].controlnet_block_samples.size(); ++j)
+        EXPECT_CLOSE(r.steps[i].controlnet_block_samples[j],
+                     ref->get(s + "controlnet_block_samples." + std::to_string(j)), 1e-4);
+    }
+    if (ref->contains(p + "controlnet_cond")) {
+      EXPECT_CLOSE(r.vae_encode_input[0], ref->get(p + "vae_encode0.input")[0], 1e-6);
+      EXPECT_CLOSE(r.control_latents, ref->get(p + "controlnet_cond"), 1e-4);
+      EXPECT_FALSE(r.steps.at(0).controlnet_block_samples.empty());
+    }
+    expect_image(r.images, ref->get(p + "image"));
+  }
+}
+
+}  // namespace
+
+TEST(ReferencePipelines, TeacherWithDpmSolverFlowScheduler) { check_teacher("pipeline_sana_tiny"); }
+
+TEST(ReferencePipelines, TeacherWithFlowEulerScheduler) { check_teacher("pipeline_sana_euler_tiny"); }
+
+TEST(ReferencePipelines, TeacherWithControlNet) { check_teacher("pipeline_sana_controlnet_tiny"); }
+
+// Sprint img2img: strength skips whole steps, the init latent is noised in TrigFlow space at the first kept time.
+TEST(ReferencePipelines, SprintImg2Img) {
+  const std::string folder = "pipeline_sprint_img2img_tiny";
+  const auto pipe = sana::SanaSprintPipeline::from_pretrained(fixture(folder), at::kCPU, at::kFloat);
+  const auto ref = sana::SafetensorsFile::open(fixture(folder + "/expected.safetensors"));
+  const auto cases = cases_of(*ref);
+  ASSERT_FALSE(cases.empty());
+  const double sigma_d = pipe.scheduler_config.sigma_data, sf = pipe.components.vae->config().scaling_factor;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string p = c.name + ".";
+    const auto r = pipe.generate(options_of(c.meta, folder));
+    EXPECT_TRUE(at::equal(r.timesteps, ref->get(p + "timesteps")));
+    EXPECT_CLOSE(r.prompt_embeds, ref->get(p + "prompt_embeds"), 1e-4);
+    EXPECT_CLOSE(r.vae_encode_input, ref->get(p + "vae_encode0.input"), 1e-6);
+    EXPECT_CLOSE(r.image_latents, ref->get(p + "vae_encode0.latent") * sf * sigma_d, 1e-4);
+    const int steps = c.meta["steps"].get<int>();
+    const int kept = steps - sana::img2img_first_step(steps, c.meta["strength"].get<double>());
+    ASSERT_EQ(static_cast<int>(r.steps.size()), kept);
+    for (int i = 0; i < kept; ++i) {
+      // The fixture records the flow-space view: x_s = x_hat sqrt(s^2 + (1-s)^2) at s = sin t / (sin t + cos t),
+      // and the raw velocity v, from which F = ((1 - 2s) x_s + (1 - 2s + 2s^2) v) / sqrt(s^2 + (1-s)^2).
+      const std::string s = p + "step" + std::to_string(i) + ".";
+      const at::Tensor t = r.steps[i].timestep.view({-1, 1, 1, 1});
+      const at::Tensor flow_s = at::sin(t) / (at::sin(t) + at::cos(t));
+      const at::Tensor norm = at::sqrt(flow_s * flow_s + (1 - flow_s) * (1 - flow_s));
+      EXPECT_CLOSE(flow_s.view({-1}), ref->get(s + "transformer_timestep"), 1e-6);
+      const at::Tensor x_s = r.steps[i].model_input * norm;
+      EXPECT_CLOSE(x_s, ref->get(s + "transformer_input"), 1e-4);
+      const at::Tensor v = ref->get(s + "transformer_output");
+      EXPECT_CLOSE(r.steps[i].model_output, ((1 - 2 * flow_s) * x_s + (1 - 2 * flow_s + 2 * flow_s * flow_s) * v) / norm,
+                   1e-4);
+    }
+    expect_image(r.images, ref->get(p + "image"));
+  }
+}
