@@ -5,7 +5,10 @@
 
 #include "sana/error.h"
 #include "sana/io/config.h"
+#include "sana/io/image.h"
 #include "sana/models/sana_controlnet.h"
+#include "sana/pipeline/sana_sprint.h"
+#include <c10/core/InferenceMode.h>
 #include "test_util.h"
 
 using sana::test::fixture;
@@ -78,4 +81,73 @@ TEST(ControlNet, SprintConfigCarriesQkNormAndGuidance) {
   EXPECT_TRUE(c.guidance_embeds);
   EXPECT_EQ(c.qk_norm, t.qk_norm);
   EXPECT_NO_THROW(sana::check_controlnet_fits(c, t, "generated"));
+}
+
+namespace {
+
+sana::GenerateOptions sprint_options(int steps) {
+  sana::GenerateOptions o;
+  o.prompts = {"a red circle above a blue square"};
+  o.height = o.width = 32;
+  o.steps = steps;
+  o.seed = 3;
+  o.resolution_binning = false;
+  if (steps == 2) o.intermediate_timesteps = 1.3;
+  o.control_image = sana::load_png(fixture("pipeline_sana_controlnet_tiny/control0.png"));
+  return o;
+}
+
+}  // namespace
+
+// A ControlNet made from the Sprint student (its first blocks, zero projections) leaves every image unchanged, at
+// 1, 2 and 4 steps: the starting point of ControlNet training.
+TEST(SprintControlNet, FreshCopyLeavesTheImageUnchanged) {
+  auto pipe = sana::SanaSprintPipeline::from_pretrained(fixture("pipeline_sprint_tiny"), at::kCPU, at::kFloat);
+  for (int steps : {1, 2, 4}) {
+    auto o = sprint_options(steps);
+    const at::Tensor control_image = o.control_image;
+    o.control_image = at::Tensor();
+    const at::Tensor plain = pipe.generate(o).images;
+    pipe.components.controlnet = sana::controlnet_from_transformer(*pipe.components.transformer, 1);
+    o.control_image = control_image;
+    EXPECT_TRUE(at::equal(pipe.generate(o).images, plain)) << steps << " steps";
+    pipe.components.controlnet.reset();
+  }
+}
+
+// The Sprint ControlNet runs inside the TrigFlow view: at each evaluation it sees the flow-space latent x_s, the
+// flow time s and the guidance the backbone sees. Checked on the first step with a ControlNet whose projections are
+// not zero, against the change of variables written out.
+TEST(SprintControlNet, EvaluatedInsideTheTrigFlowView) {
+  auto pipe = sana::SanaSprintPipeline::from_pretrained(fixture("pipeline_sprint_tiny"), at::kCPU, at::kFloat);
+  auto cn = sana::controlnet_from_transformer(*pipe.components.transformer, 2);
+  {
+    at::NoGradGuard no_grad;
+    at::manual_seed(4);
+    for (auto& p : cn->named_parameters())
+      if (p.key().find("input_block") == 0 || p.key().find("controlnet_blocks") == 0)
+        p.value().copy_(at::randn(p.value().sizes()) * 0.2);
+  }
+  pipe.components.controlnet = cn;
+  auto o = sprint_options(1);
+  o.record_steps = true;
+  o.controlnet_conditioning_scale = 0.8;
+  const auto r = pipe.generate(o);
+  c10::InferenceMode guard;
+  const at::Tensor x_hat = r.steps[0].model_input, t = r.steps[0].timestep;
+  const at::Tensor s = at::sin(t) / (at::sin(t) + at::cos(t));
+  const at::Tensor sv = s.view({-1, 1, 1, 1}), norm = at::sqrt(sv * sv + (1 - sv) * (1 - sv));
+  sana::SanaTransformerInputs in;
+  in.hidden_states = x_hat * norm;
+  in.timestep = s;
+  in.encoder_hidden_states = r.prompt_embeds;
+  in.encoder_attention_mask = r.prompt_attention_mask;
+  in.guidance = at::full({1}, 4.5 * pipe.components.transformer->config().guidance_embeds_scale);
+  in.controlnet_block_samples = cn->forward(in, r.control_latents, 0.8);
+  const at::Tensor v = pipe.components.transformer->forward(in);
+  const at::Tensor F = ((1 - 2 * sv) * in.hidden_states + (1 - 2 * sv + 2 * sv * sv) * v) / norm;
+  EXPECT_CLOSE(r.steps[0].model_output, F, 1e-5);
+  // ... and the control changes the image.
+  o.control_image = at::Tensor();
+  EXPECT_GT(sana::test::max_abs_diff(pipe.generate(o).images, r.images), 1e-3);
 }

@@ -2,6 +2,7 @@
 #include "sana/models/sana_controlnet.h"
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "sana/error.h"
@@ -60,6 +61,29 @@ void check_controlnet_fits(const SanaTransformerConfig& c, const SanaTransformer
     mismatch("guidance_embeds", c.guidance_embeds ? "true" : "false", t.guidance_embeds ? "true" : "false");
   if (c.num_layers > t.num_layers)
     mismatch("num_layers", std::to_string(c.num_layers), std::to_string(t.num_layers) + " (at most that many)");
+}
+
+std::shared_ptr<SanaControlNetModel> controlnet_from_transformer(const SanaTransformer2DModel& t, int num_layers) {
+  if (num_layers < 1 || num_layers > t.config().num_layers)
+    throw Error("controlnet: num_layers " + std::to_string(num_layers) + " outside 1.." +
+                std::to_string(t.config().num_layers) + " (the transformer's blocks)");
+  const auto options = at::TensorOptions().dtype(t.dtype()).device(t.device());
+  auto cn = std::make_shared<SanaControlNetModel>(
+      parse_sana_controlnet_config(controlnet_config_for(t.config(), num_layers), "controlnet"), options);
+  at::NoGradGuard no_grad;
+  std::map<std::string, at::Tensor> source;
+  for (const auto& [name, tensor] : nn::state_dict(t)) source[name] = tensor;
+  for (auto& p : cn->named_parameters()) {
+    const std::string& name = p.key();
+    if (name.rfind("input_block.", 0) == 0 || name.rfind("controlnet_blocks.", 0) == 0) {
+      p.value().zero_();
+    } else {
+      const auto it = source.find(name);  // embeddings and transformer_blocks.{i < num_layers} share the names
+      if (it == source.end()) throw Error("controlnet: the transformer has no tensor " + name);
+      p.value().copy_(it->second);
+    }
+  }
+  return cn;
 }
 
 std::string controlnet_config_for(const SanaTransformerConfig& t, int num_layers) {

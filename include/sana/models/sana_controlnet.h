@@ -40,6 +40,12 @@ class SanaControlNetModel : public SanaBlockStack {
 void check_controlnet_fits(const SanaTransformerConfig& controlnet, const SanaTransformerConfig& transformer,
                            const std::string& what);
 
+// A ControlNet that starts as `transformer`'s copy: its embeddings and first `num_layers` blocks copied, input_block
+// and controlnet_blocks zero, so that adding its residuals leaves the transformer's output unchanged. Parameters
+// require grad (it is what a ControlNet trainer trains).
+std::shared_ptr<SanaControlNetModel> controlnet_from_transformer(const SanaTransformer2DModel& transformer,
+                                                                 int num_layers);
+
 // The config.json text of a ControlNet for `transformer` with `num_layers` blocks (diffusers' keys, plus qk_norm and
 // guidance_embeds when the transformer has them).
 std::string controlnet_config_for(const SanaTransformerConfig& transformer, int num_layers);

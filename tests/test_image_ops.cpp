@@ -1,0 +1,100 @@
+// Image operations around the pipelines: Pillow-exact Lanczos resizing (against Pillow's own output), base64 and
+// data-URL image sources, PNG decoding errors, and Canny edges on shapes whose edges are known.
+#include <filesystem>
+#include <regex>
+
+#include "sana/error.h"
+#include "sana/frontend/generation_params.h"
+#include "sana/frontend/image_source.h"
+#include "sana/io/config.h"
+#include "sana/io/edges.h"
+#include "sana/io/image.h"
+#include "sana/io/resize.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+at::Tensor to_hwc_u8(const at::Tensor& chw) {
+  return at::round(chw * 255).to(at::kByte).permute({1, 2, 0}).contiguous();
+}
+
+}  // namespace
+
+TEST(Resize, LanczosEqualsPillowToTheByte) {
+  const std::string dir = sana::test::fixture("resize_lanczos");
+  const at::Tensor source = to_hwc_u8(sana::load_png(dir + "/source.png"));
+  const std::regex name(R"(lanczos_(\d+)x(\d+)\.png)");
+  int checked = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::smatch m;
+    const std::string file = e.path().filename().string();
+    if (!std::regex_match(file, m, name)) continue;
+    SCOPED_TRACE(file);
+    const int w = std::stoi(m[1]), h = std::stoi(m[2]);
+    const at::Tensor expected = to_hwc_u8(sana::load_png(e.path().string()));
+    const at::Tensor actual = sana::resize_lanczos_u8(source, h, w);
+    ASSERT_EQ(actual.sizes(), expected.sizes());
+    EXPECT_TRUE(at::equal(actual, expected)) << "max diff "
+                                             << (actual.to(at::kInt) - expected.to(at::kInt)).abs().max().item<int>();
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
+}
+
+TEST(ImageSource, Base64AndDataUrls) {
+  EXPECT_EQ(sana::base64_encode("Man"), "TWFu");
+  EXPECT_EQ(sana::base64_encode("Ma"), "TWE=");
+  EXPECT_EQ(sana::base64_decode("TWE=", "x"), "Ma");
+  EXPECT_EQ(sana::base64_decode("TW\nE", "x"), "Ma");
+  const std::string png = sana::read_text_file(sana::test::fixture("pipeline_sana_controlnet_tiny/control0.png"));
+  const at::Tensor from_file = sana::load_png(sana::test::fixture("pipeline_sana_controlnet_tiny/control0.png"));
+  EXPECT_TRUE(at::equal(sana::load_image_source(sana::base64_encode(png), "control_image", false), from_file));
+  EXPECT_TRUE(at::equal(
+      sana::load_image_source("data:image/png;base64," + sana::base64_encode(png), "control_image", false), from_file));
+  auto field_of = [](const std::string& source, bool files) {
+    try {
+      sana::load_image_source(source, "init_image", files);
+    } catch (const sana::ParamError& e) {
+      return e.field() + ": " + e.message();
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(field_of("@@not base64@@", false).find("init_image: is not valid base64"), std::string::npos);
+  EXPECT_NE(field_of(sana::base64_encode("GIF89a...."), false).find("init_image: is not a PNG"), std::string::npos);
+  EXPECT_NE(field_of(sana::base64_encode(png.substr(0, 40)), false).find("damaged or truncated"), std::string::npos);
+  // A server never reads its own files: a path is taken as (bad) inline data there.
+  EXPECT_NE(field_of("/etc/passwd", false).find("init_image: is not a PNG image"), std::string::npos);
+  EXPECT_NE(field_of("/no/such.png", true).find("not a readable file"), std::string::npos);
+}
+
+TEST(Png, DeclaredSizeIsBoundedBeforeAllocation) {
+  // A valid PNG header declaring 20000 x 20000 pixels, then nothing: refused by the size check, not by running out
+  // of memory or data.
+  std::string png = sana::encode_png(at::zeros({3, 2, 2}));
+  const auto put32 = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) png[at + i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+  };
+  put32(16, 20000), put32(20, 20000);  // IHDR width, height (the CRC no longer matches: libpng is told to warn)
+  try {
+    sana::decode_png(png, "big.png");
+    FAIL();
+  } catch (const sana::Error& e) {
+    EXPECT_TRUE(std::string(e.what()).find("big.png") != std::string::npos) << e.what();
+  }
+}
+
+TEST(Canny, EdgesOfASquareAndNothingInFlatAreas) {
+  at::Tensor img = at::zeros({3, 32, 32});
+  img.narrow(1, 8, 16).narrow(2, 8, 16).fill_(1.0);  // a white square from (8, 8) to (23, 23)
+  const at::Tensor e = sana::canny_edges(img);
+  ASSERT_EQ(e.sizes(), img.sizes());
+  const at::Tensor m = e[0];
+  // The boundary rows/columns carry edges, the flat inside and outside carry none.
+  EXPECT_GT(m.narrow(0, 7, 2).narrow(1, 10, 12).sum().item<float>(), 10);
+  EXPECT_EQ(m.narrow(0, 12, 8).narrow(1, 12, 8).sum().item<float>(), 0);
+  EXPECT_EQ(m.narrow(0, 0, 4).sum().item<float>(), 0);
+  EXPECT_TRUE(at::equal(e[0], e[1]) && at::equal(e[1], e[2]));
+  EXPECT_EQ(sana::canny_edges(at::full({3, 16, 16}, 0.5)).sum().item<float>(), 0);
+}
