@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "sana/shapes/control_eval.h"
 #include "sana/shapes/eval.h"
 #include "sana/shapes/world.h"
 #include "test_util.h"
@@ -133,4 +134,35 @@ TEST(Shapes, DescriptionRoundTrip) {
     EXPECT_EQ(Scene::from_json(s.to_json()).to_json(), s.to_json());
   }
   EXPECT_ANY_THROW(Scene::from_json("{\"category\": \"nope\"}"));
+}
+
+// The scribble outlines each object: stroke pixels lie on the boundary of the object masks (within the thickness),
+// the inside of a large object and the far background carry none.
+TEST(Shapes, ScribblesOutlineTheObjects) {
+  for (int i = 0; i < 12; ++i) {
+    const Scene s = scene_for(3, i);
+    const at::Tensor scribble = sana::shapes::render_scribble(s, 64, 2.0)[0];
+    const at::Tensor masks = sana::shapes::object_masks(s, 64).any(0).to(at::kFloat).view({1, 1, 64, 64});
+    // The boundary band: dilation minus erosion of the union of the masks, by 3 pixels (the stroke reaches 1 pixel
+    // either side of the true boundary; the masks sample pixel centres).
+    const at::Tensor dilated = at::max_pool2d(masks, 7, 1, 3);
+    const at::Tensor eroded = -at::max_pool2d(-masks, 7, 1, 3);
+    const at::Tensor band = (dilated - eroded)[0][0];
+    EXPECT_GT(scribble.sum().item<double>(), 0) << s.caption;
+    EXPECT_EQ((scribble * (1 - band)).sum().item<double>(), 0) << s.caption;  // nothing off the band
+  }
+}
+
+// ControlEval scores the true renders near their ceiling and a blank image at zero.
+TEST(ControlEval, TrueRendersAndBlankImages) {
+  sana::shapes::ControlReport truth, blank;
+  for (int i = 0; i < 60; ++i) {
+    const Scene s = scene_for(11, i);
+    truth.add(sana::shapes::control_score(s, render(s, 64)));
+    blank.add(sana::shapes::control_score(s, render(Scene{s.category, {}, Relation::none, ""}, 64)));
+  }
+  EXPECT_GT(truth.iou(), 0.85);
+  EXPECT_EQ(truth.color_accuracy(), 1.0);
+  EXPECT_EQ(blank.iou(), 0.0);
+  EXPECT_EQ(blank.color_accuracy(), 0.0);
 }

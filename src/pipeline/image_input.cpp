@@ -26,11 +26,16 @@ at::Tensor encode_image(const PipelineComponents& c, const at::Tensor& x) {
 }
 
 ControlNetCall controlnet_call(const PipelineComponents& c, const GenerateOptions& o, GenerateResult& r, int64_t rows) {
-  if (!o.control_image.defined()) return {};
+  if (!o.control_image.defined() && !o.control_latents.defined()) return {};
   if (!c.controlnet)
     throw Error("control_image: this pipeline has no ControlNet (use a folder with controlnet/ or attach one)");
-  r.vae_encode_input = preprocess_image(o.control_image, r.generated_height, r.generated_width, "control_image");
-  const at::Tensor latent = encode_image(c, r.vae_encode_input) * c.vae->config().scaling_factor;
+  at::Tensor latent;
+  if (o.control_latents.defined()) {
+    latent = o.control_latents.to(c.device, at::kFloat);
+  } else {
+    r.vae_encode_input = preprocess_image(o.control_image, r.generated_height, r.generated_width, "control_image");
+    latent = encode_image(c, r.vae_encode_input) * c.vae->config().scaling_factor;
+  }
   const int64_t n = latent.size(0);
   if (rows % n != 0) throw Error("control_image: " + std::to_string(n) + " images for " + std::to_string(rows) + " rows");
   r.control_latents = latent.repeat({rows / n, 1, 1, 1});

@@ -56,12 +56,11 @@ double hull_area(std::vector<std::pair<double, double>> pts) {
 
 }  // namespace
 
-std::vector<Detection> detect(const at::Tensor& image) {
+std::vector<int> color_labels(const at::Tensor& image) {
   if (image.dim() != 3 || image.size(0) != 3) throw Error("shapes eval: image must be [3, H, W]");
   const int H = image.size(1), W = image.size(2);
   const at::Tensor img = (image.to(at::kFloat).clamp(0, 1) * 255).contiguous();
   auto a = img.accessor<float, 3>();
-  // Label each pixel with its palette colour (index into all_colors()) or -1.
   std::vector<int> label(static_cast<size_t>(H) * W, -1);
   for (int y = 0; y < H; ++y)
     for (int x = 0; x < W; ++x) {
@@ -75,6 +74,12 @@ std::vector<Detection> detect(const at::Tensor& image) {
       }
       label[static_cast<size_t>(y) * W + x] = best;
     }
+  return label;
+}
+
+std::vector<Detection> detect(const at::Tensor& image) {
+  const std::vector<int> label = color_labels(image);
+  const int H = image.size(1), W = image.size(2);
   // 4-connected components per colour.
   std::vector<int> comp(label.size(), -1);
   std::vector<Detection> out;

@@ -230,6 +230,56 @@ bool inside(Shape shape, double x, double y) {
 
 }  // namespace
 
+at::Tensor object_masks(const Scene& scene, int size) {
+  if (size < 8) throw Error("shapes: image size must be at least 8 pixels");
+  at::Tensor masks = at::zeros({static_cast<int64_t>(scene.objects.size()), size, size}, at::kBool);
+  auto m = masks.accessor<bool, 3>();
+  for (int py = 0; py < size; ++py)
+    for (int px = 0; px < size; ++px) {
+      const double x = (px + 0.5) / size, y = (py + 0.5) / size;
+      for (size_t i = scene.objects.size(); i-- > 0;) {  // the last drawn object is on top
+        const Object& o = scene.objects[i];
+        if (inside(o.shape, (x - o.cx) / o.radius, (y - o.cy) / o.radius)) {
+          m[i][py][px] = true;
+          break;
+        }
+      }
+    }
+  return masks;
+}
+
+at::Tensor render_scribble(const Scene& scene, int size, double thickness) {
+  if (size < 8) throw Error("shapes: image size must be at least 8 pixels");
+  if (!(thickness > 0)) throw Error("shapes: scribble thickness must be positive");
+  at::Tensor img = at::empty({3, size, size}, at::kFloat);
+  auto acc = img.accessor<float, 3>();
+  constexpr int kSub = 4, kDirections = 12;
+  const double reach = thickness / 2 / size;  // half the stroke, in [0, 1] units
+  for (int py = 0; py < size; ++py)
+    for (int px = 0; px < size; ++px) {
+      int on = 0;
+      for (int sy = 0; sy < kSub; ++sy)
+        for (int sx = 0; sx < kSub; ++sx) {
+          const double x = (px + (sx + 0.5) / kSub) / size, y = (py + (sy + 0.5) / kSub) / size;
+          // On the stroke when a point within `reach` lies on the other side of some object's boundary.
+          bool stroke = false;
+          for (const Object& o : scene.objects) {
+            const bool in = inside(o.shape, (x - o.cx) / o.radius, (y - o.cy) / o.radius);
+            for (int d = 0; d < kDirections && !stroke; ++d) {
+              const double a = 2 * M_PI * d / kDirections;
+              const double qx = x + reach * std::cos(a), qy = y + reach * std::sin(a);
+              stroke = inside(o.shape, (qx - o.cx) / o.radius, (qy - o.cy) / o.radius) != in;
+            }
+            if (stroke) break;
+          }
+          on += stroke;
+        }
+      const float v = static_cast<float>(on) / (kSub * kSub);
+      for (int k = 0; k < 3; ++k) acc[k][py][px] = v;
+    }
+  return img;
+}
+
 at::Tensor render(const Scene& scene, int size) {
   if (size < 8) throw Error("shapes: image size must be at least 8 pixels");
   const auto bg = background_rgb();

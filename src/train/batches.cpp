@@ -12,7 +12,21 @@ Batch cache_batch(const LatentCache& cache, uint64_t seed, int64_t step, int64_t
   b.latents = cache.latents.index_select(0, idx).to(device, dtype);
   b.embeds = cache.prompt_embeds.index_select(0, idx).to(device, dtype);
   b.mask = cache.prompt_attention_mask.index_select(0, idx).to(device);
+  if (cache.control_latents.defined()) b.control = cache.control_latents.index_select(0, idx).to(device, dtype);
   return b;
+}
+
+GenerateOptions grid_options(const LatentCache& cache, int vae_factor, uint64_t seed, bool with_control) {
+  const int64_t k = std::min<int64_t>(8, cache.size());
+  GenerateOptions o;
+  o.prompt_embeds = cache.prompt_embeds.narrow(0, 0, k);
+  o.prompt_attention_mask = cache.prompt_attention_mask.narrow(0, 0, k);
+  o.negative_prompt_embeds = cache.null_embeds;
+  o.negative_prompt_attention_mask = cache.null_mask;
+  if (with_control && cache.control_latents.defined()) o.control_latents = cache.control_latents.narrow(0, 0, k);
+  o.height = o.width = static_cast<int>(cache.latents.size(2)) * vae_factor;
+  o.seed = seed;
+  return o;
 }
 
 }  // namespace sana::detail

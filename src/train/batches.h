@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "sana/pipeline/options.h"
 #include "sana/train/data.h"
 
 namespace sana::detail {
@@ -21,9 +22,15 @@ struct Slice {
 // This rank's rows of the cache for step k, on `device`.
 struct Batch {
   at::Tensor latents, embeds, mask;
+  at::Tensor control;  // the control latents, when the cache has them
   std::vector<int64_t> indices;
 };
 Batch cache_batch(const LatentCache& cache, uint64_t seed, int64_t step, int64_t batch_size, const Slice& slice,
                   const at::Device& device, at::ScalarType dtype);
+
+// A sample grid's pipeline call for the cache's first (up to) 8 samples: their cached text, the empty prompt as CFG's
+// negative, their control latents when `with_control` (and the cache has them), the cache's image size (latent size
+// times `vae_factor`), a fixed seed.
+GenerateOptions grid_options(const LatentCache& cache, int vae_factor, uint64_t seed, bool with_control);
 
 }  // namespace sana::detail

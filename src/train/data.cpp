@@ -27,8 +27,9 @@ uint64_t splitmix(uint64_t x) {
 ImageCaptionFolder ImageCaptionFolder::open(const std::string& dir) {
   if (!fs::is_directory(dir)) throw Error("--data: " + dir + " is not a directory");
   std::vector<fs::path> pngs;
+  const auto is_control = [](const fs::path& p) { return p.stem().extension() == ".control"; };
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".png") pngs.push_back(e.path());
+    if (e.path().extension() == ".png" && !is_control(e.path())) pngs.push_back(e.path());
   std::sort(pngs.begin(), pngs.end());
   if (pngs.empty()) throw Error("--data: no .png images in " + dir);
   ImageCaptionFolder f;
@@ -40,7 +41,13 @@ ImageCaptionFolder ImageCaptionFolder::open(const std::string& dir) {
     while (!caption.empty() && (caption.back() == '\n' || caption.back() == '\r')) caption.pop_back();
     f.images.push_back(p.string());
     f.captions.push_back(caption);
+    fs::path control = p;
+    control.replace_extension(".control.png");
+    if (fs::exists(control)) f.controls.push_back(control.string());
   }
+  if (!f.controls.empty() && f.controls.size() != f.images.size())
+    throw Error("--data: " + dir + " has control images (NAME.control.png) for " + std::to_string(f.controls.size()) +
+                " of " + std::to_string(f.images.size()) + " images; give one for every image or none");
   return f;
 }
 

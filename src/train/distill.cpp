@@ -8,6 +8,9 @@
 //  * D: hinge loss on real latents vs the student's x0 (no grad) and misaligned real pairs (latents rolled by one
 //    along the batch, with the original prompts) as fakes.
 // --loss scm drops the discriminator (every iteration is a G step); --loss ladd drops L_sCM.
+// ControlNet mode (DistillOptions::teacher_controlnet): the teacher runs with its ControlNet, the student is a finished
+// Sprint model with a ControlNet started from the teacher's; the same losses train only that ControlNet (and the
+// adaptive-weight head), each network seeing the batch's control latents.
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -59,7 +62,9 @@ class Distillation {
   StudentFn student(const Batch& b, const at::Tensor& w) const;
   at::Tensor teacher_velocity(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& w, const Batch& b) const;
   std::vector<at::Tensor> teacher_features(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& embeds,
-                                           const at::Tensor& mask) const;
+                                           const at::Tensor& mask, const at::Tensor& control) const;
+  void build_networks();
+  void export_result() const;
   Values generator_step(int64_t step, const Batch& b, const Draws& r);
   Values discriminator_step(int64_t step, const Batch& b, const Draws& r, at::Generator& gen);
   void sample_grid(const std::string& path);
@@ -74,6 +79,7 @@ class Distillation {
   std::unique_ptr<TrainingRun> run_;
   at::TensorOptions opts_;
   std::shared_ptr<SanaTransformer2DModel> teacher_;
+  std::shared_ptr<SanaControlNetModel> teacher_cn_, student_cn_;  // ControlNet mode only
   Student student_;
   std::vector<int> blocks_;
   std::shared_ptr<LADDDiscriminatorHeads> heads_;
@@ -89,6 +95,9 @@ void check(const DistillOptions& d) {
   if (d.cfg_scales.empty()) throw Error("--cfg-scales: at least one value");
   if (!fs::exists(fs::path(d.teacher) / "transformer" / "config.json"))
     throw Error("--teacher: " + d.teacher + " has no transformer/config.json (a SanaPipeline folder from sana-sprint train)");
+  if (!d.teacher_controlnet.empty() && !fs::exists(fs::path(d.teacher_controlnet) / "config.json"))
+    throw Error("--teacher-controlnet: " + d.teacher_controlnet +
+                " has no config.json (train the teacher's ControlNet first: train-controlnet --objective flow)");
 }
 
 Distillation::Distillation(const DistillOptions& d, const TrainOptions& o)
@@ -104,17 +113,10 @@ Distillation::Distillation(const DistillOptions& d, const TrainOptions& o)
                                                      at::TensorOptions().dtype(parse_dtype(o.dtype)).device(parse_device(o.device)));
   if (teacher_->config().guidance_embeds) throw Error("--teacher: the transformer already has a guidance embedding");
   blocks_ = head_blocks(d, teacher_->config().num_layers);
-  run_ = std::make_unique<TrainingRun>("distill", o, shape());
+  run_ = std::make_unique<TrainingRun>(d.teacher_controlnet.empty() ? "distill" : "train-controlnet", o, shape());
   opts_ = run_->tensor_options();
   for (auto& p : teacher_->parameters()) p.set_requires_grad(false);
-  student_ = make_student(*teacher_, teacher_config_, d, o.seed, opts_);
-  heads_ = make_heads(student_.transformer->config().inner_dim(), blocks_, o.seed, opts_);
-  g_params_ = trainable(*student_.transformer, "student.");
-  for (const auto& kv : trainable(*student_.logvar, "logvar.")) g_params_.push_back(kv);
-  d_params_ = trainable(*heads_, "heads.");
-  optim_g_ = make_optimizer(o.optimizer, g_params_, o.lr, o.weight_decay);
-  optim_d_ = make_optimizer(o.optimizer, d_params_, d.lr_d > 0 ? d.lr_d : o.lr, o.weight_decay);
-  if (o.ema_decay > 0) ema_ = std::make_unique<EMA>(trainable(*student_.transformer), o.ema_decay);
+  build_networks();
   run_->track("model.", g_params_);
   run_->track("disc.", nn::state_dict(*heads_));  // weights and power-iteration vectors
   run_->track("optim_g.", *optim_g_);
@@ -123,13 +125,46 @@ Distillation::Distillation(const DistillOptions& d, const TrainOptions& o)
   run_->on_sample([this](const std::string& path) { sample_grid(path); });
 }
 
+// The student and what trains: the whole student (plain distillation), or only its ControlNet.
+void Distillation::build_networks() {
+  const uint64_t seed = o_.seed;
+  if (d_.teacher_controlnet.empty()) {
+    student_ = make_student(*teacher_, teacher_config_, d_, seed, opts_);
+    g_params_ = trainable(*student_.transformer, "student.");
+  } else {
+    if (!cache_.control_latents.defined()) throw Error("--cache: it holds no control latents (see train-controlnet)");
+    teacher_cn_ = SanaControlNetModel::from_pretrained(d_.teacher_controlnet, opts_);
+    check_controlnet_fits(teacher_cn_->config(), teacher_->config(), "--teacher-controlnet " + d_.teacher_controlnet);
+    for (auto& p : teacher_cn_->parameters()) p.set_requires_grad(false);
+    const fs::path student_dir = fs::path(d_.student) / "transformer";
+    if (!fs::exists(student_dir / "config.json")) throw Error("--base: " + d_.student + " has no transformer/config.json");
+    student_.transformer = SanaTransformer2DModel::from_pretrained(student_dir.string(), opts_);
+    if (!student_.transformer->config().guidance_embeds)
+      throw Error("--base: " + d_.student + " is not a Sprint student (its transformer has no guidance embedding)");
+    for (auto& p : student_.transformer->parameters()) p.set_requires_grad(false);
+    student_cn_ = make_student_controlnet(*teacher_cn_, *student_.transformer, seed);
+    g_params_ = trainable(*student_cn_, "controlnet.");
+  }
+  const int64_t D = student_.transformer->config().inner_dim();
+  if (!student_.logvar) student_.logvar = make_logvar_head(D, seed, opts_);
+  heads_ = make_heads(D, blocks_, seed, opts_);
+  for (const auto& kv : trainable(*student_.logvar, "logvar.")) g_params_.push_back(kv);
+  d_params_ = trainable(*heads_, "heads.");
+  optim_g_ = make_optimizer(o_.optimizer, g_params_, o_.lr, o_.weight_decay);
+  optim_d_ = make_optimizer(o_.optimizer, d_params_, d_.lr_d > 0 ? d_.lr_d : o_.lr, o_.weight_decay);
+  const NamedTensors exported = student_cn_ ? trainable(*student_cn_) : trainable(*student_.transformer);
+  if (o_.ema_decay > 0) ema_ = std::make_unique<EMA>(exported, o_.ema_decay);
+}
+
 json Distillation::shape() const {
   return {{"teacher", fs::absolute(d_.teacher).string()}, {"cache", fs::absolute(d_.cache).string()},
           {"loss", d_.loss}, {"cfg_scales", d_.cfg_scales}, {"p_mean", d_.p_mean}, {"p_std", d_.p_std},
           {"d_p_mean", d_.d_p_mean}, {"d_p_std", d_.d_p_std}, {"tangent_warmup", d_.tangent_warmup},
           {"adv_weight", d_.adv_weight}, {"head_blocks", blocks_}, {"largest_timestep_prob", d_.largest_timestep_prob},
           {"misaligned_pairs", d_.misaligned_pairs}, {"lr_d", d_.lr_d}, {"sigma_data", d_.sigma_data},
-          {"guidance_embeds_scale", d_.guidance_embeds_scale}, {"largest_timestep", d_.largest_timestep}};
+          {"guidance_embeds_scale", d_.guidance_embeds_scale}, {"largest_timestep", d_.largest_timestep},
+          {"teacher_controlnet", d_.teacher_controlnet.empty() ? "" : fs::absolute(d_.teacher_controlnet).string()},
+          {"student", d_.student.empty() ? "" : fs::absolute(d_.student).string()}};
 }
 
 // Each element with probability p replaced by the largest timestep.
@@ -171,7 +206,7 @@ StudentFn Distillation::student(const Batch& b, const at::Tensor& w) const {
           SanaTransformerInputs in;
           in.hidden_states = x_s, in.timestep = s, in.encoder_hidden_states = b.embeds;
           in.encoder_attention_mask = b.mask, in.guidance = guidance;
-          return student_.transformer->forward(in, &aux);
+          return sana_velocity(*student_.transformer, {student_cn_, b.control, 1.0}, in, &aux);
         },
         x_hat, t);
     return std::make_pair(F, student_.logvar->forward(aux.embedded_timestep).squeeze(-1));
@@ -186,21 +221,23 @@ at::Tensor Distillation::teacher_velocity(const at::Tensor& x_t, const at::Tenso
   SanaTransformerInputs cond;
   cond.encoder_hidden_states = at::cat({cache_.null_embeds.unsqueeze(0).expand({B, -1, -1}).to(opts_), b.embeds});
   cond.encoder_attention_mask = at::cat({cache_.null_mask.unsqueeze(0).expand({B, -1}).to(run_->device()), b.mask});
-  const at::Tensor F = SanaTrigFlow(teacher_).forward(at::cat({x_t, x_t}) / sd_, at::cat({t, t}), cond) * sd_;
+  const ControlNetCall control{teacher_cn_, teacher_cn_ ? at::cat({b.control, b.control}) : at::Tensor(), 1.0};
+  const at::Tensor F = SanaTrigFlow(teacher_, control).forward(at::cat({x_t, x_t}) / sd_, at::cat({t, t}), cond) * sd_;
   const at::Tensor u = F.narrow(0, 0, B), c = F.narrow(0, B, B);
   return u + bcast(w) * (c - u);
 }
 
 // The frozen teacher's outputs of the head blocks at x_t.
 std::vector<at::Tensor> Distillation::teacher_features(const at::Tensor& x_t, const at::Tensor& t,
-                                                       const at::Tensor& embeds, const at::Tensor& mask) const {
+                                                       const at::Tensor& embeds, const at::Tensor& mask,
+                                                       const at::Tensor& control) const {
   SanaTransformerAux aux;
   aux.block_ids = blocks_;
   trigflow_from_flow(
       [&](const at::Tensor& x_s, const at::Tensor& s) {
         SanaTransformerInputs in;
         in.hidden_states = x_s, in.timestep = s, in.encoder_hidden_states = embeds, in.encoder_attention_mask = mask;
-        return teacher_->forward(in, &aux);
+        return sana_velocity(*teacher_, {teacher_cn_, control, 1.0}, in, &aux);
       },
       x_t / sd_, t);
   return aux.block_features;
@@ -226,7 +263,8 @@ Values Distillation::generator_step(int64_t step, const Batch& b, const Draws& r
     const at::Tensor x_t = noised(x0, r.z_new, r.t_new);
     const at::Tensor x0_hat = trigflow_predict_x0(x_t, r.t_new, F(x_t / sd_, r.t_new).first, sd_);
     const at::Tensor x_fake = noised(x0_hat, r.z_d, r.t_d);
-    const at::Tensor adv = hinge_generator_loss(heads_->forward(teacher_features(x_fake, r.t_d, b.embeds, b.mask)));
+    const at::Tensor adv =
+        hinge_generator_loss(heads_->forward(teacher_features(x_fake, r.t_d, b.embeds, b.mask, b.control)));
     loss = loss + (use_scm_ ? d_.adv_weight : 1.0) * adv;
     adv_v = adv.item<double>();
   }
@@ -251,12 +289,14 @@ Values Distillation::discriminator_step(int64_t step, const Batch& b, const Draw
     const at::Tensor x_t = noised(x0, r.z, t_g);
     const at::Tensor x0_hat = trigflow_predict_x0(x_t, t_g, student(b, r.w)(x_t / sd_, t_g).first, sd_);
     at::Tensor x_fake = noised(x0_hat, r.z_d, r.t_d), t_fake = r.t_d, e_fake = b.embeds, m_fake = b.mask;
+    at::Tensor c_fake = b.control;
     if (d_.misaligned_pairs && x0.size(0) > 1) {
       x_fake = at::cat({x_fake, noised(at::roll(x0, 1, 0), r.z_d_mis, r.t_d_mis)});
       t_fake = at::cat({r.t_d, r.t_d_mis}), e_fake = at::cat({b.embeds, b.embeds}), m_fake = at::cat({b.mask, b.mask});
+      if (c_fake.defined()) c_fake = at::cat({b.control, b.control});
     }
-    feats_real = teacher_features(noised(x0, r.z_d_real, r.t_d), r.t_d, b.embeds, b.mask);
-    feats_fake = teacher_features(x_fake, t_fake, e_fake, m_fake);
+    feats_real = teacher_features(noised(x0, r.z_d_real, r.t_d), r.t_d, b.embeds, b.mask, b.control);
+    feats_fake = teacher_features(x_fake, t_fake, e_fake, m_fake, c_fake);
   }
   const at::Tensor real_logits = heads_->forward(feats_real), fake_logits = heads_->forward(feats_fake);
   const at::Tensor loss = hinge_discriminator_loss(real_logits, fake_logits);
@@ -273,16 +313,11 @@ Values Distillation::discriminator_step(int64_t step, const Batch& b, const Draw
 void Distillation::sample_grid(const std::string& path) {
   if (!vae_) vae_ = AutoencoderDC::from_pretrained((fs::path(d_.teacher) / "vae").string(), opts_);
   PipelineComponents c;
-  c.transformer = student_.transformer, c.vae = vae_, c.device = run_->device();
+  c.transformer = student_.transformer, c.controlnet = student_cn_, c.vae = vae_, c.device = run_->device();
   SCMSchedulerConfig sched;
   sched.sigma_data = sd_;
   const SanaSprintPipeline pipe(c, sched);
-  const int64_t k = std::min<int64_t>(8, cache_.size());
-  GenerateOptions o;
-  o.prompt_embeds = cache_.prompt_embeds.narrow(0, 0, k);
-  o.prompt_attention_mask = cache_.prompt_attention_mask.narrow(0, 0, k);
-  o.height = o.width = cache_.latents.size(2) * c.vae_scale_factor();
-  o.seed = o_.seed;
+  GenerateOptions o = grid_options(cache_, c.vae_scale_factor(), o_.seed, /*with_control=*/student_cn_ != nullptr);
   std::vector<at::Tensor> rows;
   for (int steps : {1, 2}) {
     o.steps = steps;
@@ -293,7 +328,9 @@ void Distillation::sample_grid(const std::string& path) {
 }
 
 void Distillation::run() {
-  run_->note("distill (" + d_.loss + "): student " + std::to_string(nn::count_parameters(*student_.transformer)) +
+  run_->note("distill (" + d_.loss + "): " + (student_cn_ ? "the student's ControlNet, " : "student ") +
+             std::to_string(nn::count_parameters(student_cn_ ? static_cast<const torch::nn::Module&>(*student_cn_)
+                                                             : *student_.transformer)) +
              " parameters, heads on blocks " + c10::str(blocks_) + ", " + std::to_string(o_.steps) +
              (use_adv_ ? " iterations (G and D alternate)" : " iterations (G only)") + ", global batch " +
              std::to_string(o_.batch_size) + " over " + std::to_string(run_->world_size()) + " process(es)");
@@ -320,7 +357,18 @@ void Distillation::run() {
   }
   // Export a diffusers SanaSprintPipeline folder (the logvar head is training-only, as in the reference export).
   if (ema_) ema_->copy_to_params();
-  if (!run_->finish()) return;
+  if (run_->finish()) export_result();
+}
+
+// A diffusers SanaSprintPipeline folder (the logvar head is training-only, as in the reference export), or in
+// ControlNet mode the student's ControlNet folder.
+void Distillation::export_result() const {
+  if (student_cn_) {
+    export_controlnet(*student_cn_, o_.out);
+    note("train-controlnet: wrote the student's ControlNet " + o_.out + " (use it with generate -m " + d_.student +
+         " --controlnet " + o_.out + ")");
+    return;
+  }
   const json sched = {{"_class_name", "SCMScheduler"}, {"num_train_timesteps", 1000}, {"prediction_type", "trigflow"},
                       {"sigma_data", sd_}};
   export_pipeline(o_.out, "SanaSprintPipeline", sched.dump(2) + "\n", *student_.transformer,

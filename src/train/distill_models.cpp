@@ -19,14 +19,21 @@ std::string teacher_name(const std::string& student_name) {
   return student_name;
 }
 
-// Every student tensor from its teacher counterpart; the guidance embedder fresh: linear_1 small random, the rest
-// zero, so its output (added to the time embedding) is zero until training moves it.
-void copy_teacher_into_student(const SanaTransformer2DModel& teacher, SanaTransformer2DModel& student, uint64_t seed) {
+std::map<std::string, at::Tensor> named(const torch::nn::Module& m) {
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [k, v] : nn::state_dict(m)) out[k] = v;
+  return out;
+}
+
+// Every tensor of `to` from its counterpart in `from` (or, failing that, in `fallback`); the guidance embedder fresh:
+// linear_1 small random, the rest zero, so its output (added to the time embedding) is zero until training moves it.
+void copy_into_sprint_model(const torch::nn::Module& from, const torch::nn::Module* fallback, torch::nn::Module& to,
+                            uint64_t seed) {
   at::NoGradGuard no_grad;
-  std::map<std::string, at::Tensor> tstate;
-  for (const auto& [k, v] : nn::state_dict(teacher)) tstate[k] = v;
+  const auto source = named(from);
+  const auto second = fallback ? named(*fallback) : std::map<std::string, at::Tensor>{};
   at::Generator gen = step_generator(seed, -1, streams::kGuidanceInit);
-  for (const auto& p : student.named_parameters()) {
+  for (const auto& p : to.named_parameters()) {
     const std::string& name = p.key();
     if (name.rfind("time_embed.guidance_embedder.", 0) == 0) {
       if (name == "time_embed.guidance_embedder.linear_1.weight")
@@ -35,8 +42,11 @@ void copy_teacher_into_student(const SanaTransformer2DModel& teacher, SanaTransf
         p.value().zero_();
       continue;
     }
-    const auto it = tstate.find(teacher_name(name));
-    if (it == tstate.end()) throw Error("distill: the teacher has no tensor for the student's " + name);
+    auto it = source.find(teacher_name(name));
+    if (it == source.end()) {
+      it = second.find(name);
+      if (it == second.end()) throw Error("distill: the teacher has no tensor for the student's " + name);
+    }
     p.value().copy_(it->second);
   }
 }
@@ -51,15 +61,28 @@ Student make_student(const SanaTransformer2DModel& teacher, nlohmann::json confi
   s.config = config;
   s.transformer = std::make_shared<SanaTransformer2DModel>(
       parse_sana_transformer_config(config.dump(), "student config"), options);
-  copy_teacher_into_student(teacher, *s.transformer, seed);
-  const int64_t D = s.transformer->config().inner_dim();
-  s.logvar = std::make_shared<nn::Linear>(D, 1, true, options);
+  copy_into_sprint_model(teacher, nullptr, *s.transformer, seed);
+  return s;
+}
+
+std::shared_ptr<nn::Linear> make_logvar_head(int64_t D, uint64_t seed, const at::TensorOptions& options) {
+  auto head = std::make_shared<nn::Linear>(D, 1, true, options);
   at::NoGradGuard no_grad;
   at::Generator gen = step_generator(seed, -1, streams::kLogvarInit);
   const double bound = std::sqrt(6.0 / (D + 1));  // xavier_uniform, as the reference
-  s.logvar->weight.copy_(at::rand({1, D}, gen) * 2 * bound - bound);
-  s.logvar->bias.zero_();
-  return s;
+  head->weight.copy_(at::rand({1, D}, gen) * 2 * bound - bound);
+  head->bias.zero_();
+  return head;
+}
+
+std::shared_ptr<SanaControlNetModel> make_student_controlnet(const SanaControlNetModel& teacher_cn,
+                                                             const SanaTransformer2DModel& student, uint64_t seed) {
+  const auto options = at::TensorOptions().dtype(student.dtype()).device(student.device());
+  const int L = teacher_cn.config().num_layers;
+  auto cn = std::make_shared<SanaControlNetModel>(
+      parse_sana_controlnet_config(controlnet_config_for(student.config(), L), "student controlnet"), options);
+  copy_into_sprint_model(teacher_cn, &student, *cn, seed);
+  return cn;
 }
 
 std::vector<int> head_blocks(const DistillOptions& d, int L) {

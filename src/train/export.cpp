@@ -51,6 +51,11 @@ void export_pipeline(const std::string& out, const std::string& pipeline_class, 
   write_generation_defaults(out, cache, steps, guidance);
 }
 
+void export_controlnet(const SanaControlNetModel& cn, const std::string& out) {
+  write_file_atomic((fs::path(out) / "config.json").string(), controlnet_config_for(cn.config(), cn.config().num_layers));
+  nn::save_state_dict(cn, (fs::path(out) / "diffusion_pytorch_model.safetensors").string(), {{"format", "pt"}});
+}
+
 void copy_component(const std::string& from_dir, const std::string& to_dir, const std::string& name) {
   const fs::path from = fs::path(from_dir) / name, to = fs::path(to_dir) / name;
   if (!fs::is_directory(from)) throw Error(from_dir + " has no " + name + "/ folder");

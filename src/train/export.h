@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "sana/models/sana_controlnet.h"
 #include "sana/train/data.h"
 
 namespace sana::detail {
@@ -15,6 +16,9 @@ namespace sana::detail {
 void export_pipeline(const std::string& out, const std::string& pipeline_class, const std::string& scheduler_config_json,
                      const torch::nn::Module& transformer, const std::string& transformer_config_json,
                      const std::string& components_from, const LatentCache& cache, int steps, double guidance);
+
+// Writes a SanaControlNetModel folder: config.json and diffusion_pytorch_model.safetensors.
+void export_controlnet(const SanaControlNetModel& controlnet, const std::string& out);
 
 // Copies a component folder (tokenizer/, text_encoder/, vae/) from one pipeline folder to another.
 void copy_component(const std::string& from_dir, const std::string& to_dir, const std::string& name);

@@ -33,7 +33,7 @@ LatentCache LatentCache::open(const std::string& dir) {
   if (!cfg.is_object() || !cfg.contains("shards") || !cfg["shards"].is_array())
     throw Error("--cache: " + cfg_path.string() + " is malformed (no 'shards' list)");
   LatentCache c;
-  std::vector<at::Tensor> lat, emb, mask;
+  std::vector<at::Tensor> lat, emb, mask, control;
   for (const auto& s : cfg["shards"]) {
     const auto f = SafetensorsFile::open((root / s.get<std::string>()).string());
     for (const char* name : {"latents", "prompt_embeds", "prompt_attention_mask"})
@@ -41,8 +41,12 @@ LatentCache LatentCache::open(const std::string& dir) {
     lat.push_back(f->get("latents").to(at::kFloat));
     emb.push_back(f->get("prompt_embeds").to(at::kFloat));
     mask.push_back(f->get("prompt_attention_mask").to(at::kLong));
+    if (f->contains("control_latents")) control.push_back(f->get("control_latents").to(at::kFloat));
   }
   if (lat.empty()) throw Error("--cache: " + dir + " lists no shards");
+  if (!control.empty() && control.size() != lat.size())
+    throw Error("--cache: " + dir + ": only some shards hold control_latents");
+  if (!control.empty()) c.control_latents = at::cat(control);
   c.latents = at::cat(lat);
   c.prompt_embeds = at::cat(emb);
   c.prompt_attention_mask = at::cat(mask);
@@ -70,8 +74,9 @@ class ShardWriter {
  public:
   ShardWriter(std::string dir, int64_t shard_size) : dir_(std::move(dir)), shard_size_(shard_size) {}
 
-  void add(const at::Tensor& latents, const at::Tensor& embeds, const at::Tensor& mask) {
+  void add(const at::Tensor& latents, const at::Tensor& embeds, const at::Tensor& mask, const at::Tensor& control) {
     lat_.push_back(latents), emb_.push_back(embeds), mask_.push_back(mask);
+    if (control.defined()) control_.push_back(control);
     rows_ += latents.size(0);
     if (rows_ >= shard_size_) flush();
   }
@@ -80,11 +85,12 @@ class ShardWriter {
     if (rows_ == 0) return;
     char name[64];
     std::snprintf(name, sizeof(name), "shard-%05zu.safetensors", names_.size());
-    save_safetensors((fs::path(dir_) / name).string(),
-                     NamedTensors{{"latents", at::cat(lat_)}, {"prompt_embeds", at::cat(emb_)},
-                                  {"prompt_attention_mask", at::cat(mask_)}});
+    NamedTensors tensors{{"latents", at::cat(lat_)}, {"prompt_embeds", at::cat(emb_)},
+                         {"prompt_attention_mask", at::cat(mask_)}};
+    if (!control_.empty()) tensors.emplace_back("control_latents", at::cat(control_));
+    save_safetensors((fs::path(dir_) / name).string(), tensors);
     names_.push_back(name);
-    lat_.clear(), emb_.clear(), mask_.clear();
+    lat_.clear(), emb_.clear(), mask_.clear(), control_.clear();
     rows_ = 0;
   }
 
@@ -93,19 +99,19 @@ class ShardWriter {
  private:
   std::string dir_;
   int64_t shard_size_, rows_ = 0;
-  std::vector<at::Tensor> lat_, emb_, mask_;
+  std::vector<at::Tensor> lat_, emb_, mask_, control_;
   json names_ = json::array();
 };
 
-// Images [i, i + b) of the folder as [b, 3, S, S] in [0, 1]; every image must be square, RGB and of the first one's
+// Images [i, i + b) of `files` as [b, 3, S, S] in [0, 1]; every image must be square, RGB and of the first one's
 // size (`size`, set by the first call).
-at::Tensor load_images(const ImageCaptionFolder& data, int64_t i, int64_t b, int& size) {
+at::Tensor load_images(const std::vector<std::string>& files, int64_t i, int64_t b, int& size) {
   std::vector<at::Tensor> imgs;
   for (int64_t j = i; j < i + b; ++j) {
-    at::Tensor img = load_png(data.images[j]);
+    at::Tensor img = load_png(files[j]);
     if (size == 0) size = static_cast<int>(img.size(1));
     if (img.size(1) != size || img.size(2) != size)
-      throw Error("cache: " + data.images[j] + " is " + std::to_string(img.size(2)) + "x" +
+      throw Error("cache: " + files[j] + " is " + std::to_string(img.size(2)) + "x" +
                   std::to_string(img.size(1)) + ", expected " + std::to_string(size) + "x" + std::to_string(size) +
                   " like the first image");
     imgs.push_back(img);
@@ -134,10 +140,13 @@ void build_latent_cache(const CacheOptions& o) {
   const double t0 = now();
   for (int64_t i = 0; i < n; i += o.batch_size) {
     const int64_t b = std::min<int64_t>(o.batch_size, n - i);
-    const at::Tensor latents = vae->encode(load_images(data, i, b, image_size) * 2 - 1) * sf;
+    const at::Tensor latents = vae->encode(load_images(data.images, i, b, image_size) * 2 - 1) * sf;
+    const at::Tensor control = data.controls.empty()
+                                   ? at::Tensor()
+                                   : vae->encode(load_images(data.controls, i, b, image_size) * 2 - 1) * sf;
     const std::vector<std::string> captions(data.captions.begin() + i, data.captions.begin() + i + b);
     const auto [embeds, mask] = encode_prompt_with(tokenizer, *text_encoder, captions, o.prompt, at::kCPU);
-    shards.add(latents, embeds, mask);
+    shards.add(latents, embeds, mask, control);
     if ((i / o.batch_size) % 20 == 0 || i + b == n)
       note("cache: " + std::to_string(i + b) + "/" + std::to_string(n) + " (" +
            std::to_string(static_cast<int>(now() - t0)) + " s)");
@@ -157,6 +166,7 @@ void build_latent_cache(const CacheOptions& o) {
                     {"scaling_factor", sf},
                     {"max_sequence_length", o.prompt.max_sequence_length},
                     {"use_complex_human_instruction", o.prompt.use_complex_human_instruction},
+                    {"control", !data.controls.empty()},
                     {"source", fs::absolute(o.data).string()}};
   write_file_atomic((fs::path(o.out) / "cache_config.json").string(), cfg.dump(2) + "\n");
 }

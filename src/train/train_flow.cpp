@@ -14,6 +14,7 @@
 #include "sana/pipeline/sana.h"
 #include "sana/train/flow_loss.h"
 #include "train/export.h"
+#include "train/flow_step.h"
 #include "train/training_run.h"
 
 namespace fs = std::filesystem;
@@ -72,15 +73,8 @@ void sample_teacher_grid(const std::string& path, const std::shared_ptr<SanaTran
   PipelineComponents c;
   c.transformer = model, c.vae = vae, c.device = device;
   const SanaPipeline pipe(c, parse_flow_scheduler_config(teacher_scheduler_config().dump(), "teacher scheduler"));
-  const int64_t k = std::min<int64_t>(8, cache.size());
-  GenerateOptions o;
-  o.prompt_embeds = cache.prompt_embeds.narrow(0, 0, k);
-  o.prompt_attention_mask = cache.prompt_attention_mask.narrow(0, 0, k);
-  o.negative_prompt_embeds = cache.null_embeds;
-  o.negative_prompt_attention_mask = cache.null_mask;
-  o.height = o.width = cache.latents.size(2) * c.vae_scale_factor();
+  GenerateOptions o = grid_options(cache, c.vae_scale_factor(), seed, /*with_control=*/false);
   o.steps = 20;
-  o.seed = seed;
   save_grid(path, pipe.generate(o).images, 4);
 }
 
@@ -111,36 +105,18 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
            std::to_string(cache.size()) + " cached samples, global batch " + std::to_string(o.batch_size) + " over " +
            std::to_string(run.world_size()) + " process(es)");
 
-  const auto cpu = at::TensorOptions().dtype(at::kFloat);
-  const Slice& slice = run.slice();
+  const FlowLaw law{f.logit_mean, f.logit_std, f.caption_dropout};
   for (int64_t step = run.begin(params); step < o.steps; ++step) {
-    const double step_t0 = now();
-    const Batch b = cache_batch(cache, o.seed, step, o.batch_size, slice, device, opts.dtype().toScalarType());
-    // Draws for the whole global batch; this process keeps its rows.
-    at::Generator gen = step_generator(o.seed, step);
-    const int64_t Bg = o.batch_size;
-    const at::Tensor s = slice(at::sigmoid(f.logit_mean + f.logit_std * at::randn({Bg}, gen, cpu))).to(device);
-    const at::Tensor eps = slice(at::randn({Bg, b.latents.size(1), b.latents.size(2), b.latents.size(3)}, gen, cpu)).to(opts);
-    const at::Tensor drop = slice(at::rand({Bg}, gen, cpu) < f.caption_dropout).to(device);
-    const at::Tensor embeds = at::where(drop.view({-1, 1, 1}), cache.null_embeds.unsqueeze(0).to(opts), b.embeds);
-    const at::Tensor mask = at::where(drop.view({-1, 1}), cache.null_mask.unsqueeze(0).to(device), b.mask);
-
+    const double started = now();
+    const Batch b = cache_batch(cache, o.seed, step, o.batch_size, run.slice(), device, opts.dtype().toScalarType());
+    const FlowStepDraws d = draw_flow_step(run, cache, b, o.seed, step, o.batch_size, law);
     const FlowVelocityFn velocity = [&](const at::Tensor& x_s, const at::Tensor& t) {
-      SanaTransformerInputs in;
-      in.hidden_states = x_s, in.encoder_hidden_states = embeds, in.encoder_attention_mask = mask, in.timestep = t;
+      SanaTransformerInputs in = d.text;
+      in.hidden_states = x_s, in.timestep = t;
       return model->forward(in);
     };
-    const at::Tensor loss = flow_matching_loss_at(velocity, b.latents, s, eps);
-    optim->zero_grad();
-    loss.backward();
-    const auto [gnorm, ok] = apply_gradients(*optim, params, o.lr, o.warmup_steps, step, o.grad_clip,
-                                             run.data_parallel(), ema.get());
-    double loss_v = loss.item<double>();
-    if (run.data_parallel()) loss_v = run.data_parallel()->all_reduce_sum(loss_v) / run.world_size();
-    run.end_step(step,
-                 {{"loss", loss_v}, {"grad_norm", gnorm}, {"lr", optim->lr()}, {"skipped", ok ? 0.0 : 1.0},
-                  {"seconds", now() - step_t0}},
-                 {{"loss", loss_v}, {"gnorm", gnorm}});
+    finish_flow_step(run, flow_matching_loss_at(velocity, b.latents, d.s, d.eps), *optim, params, o, ema.get(), step,
+                     started);
   }
 
   // Export a diffusers SanaPipeline folder (the EMA weights when there is an EMA).

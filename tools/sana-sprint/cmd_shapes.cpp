@@ -18,7 +18,15 @@ struct MakeDataset {
   int64_t count = 1000;
   int size = 64;
   uint64_t seed = 0;
+  bool control = false;
 };
+
+// The scribble of scene `index`: outline thickness drawn from [1, 3] pixels at 64 px (scaled with the size), from
+// its own seeded stream so that the scenes are the same with or without --control.
+at::Tensor scribble_for(const shapes::Scene& scene, uint64_t seed, int64_t index, int size) {
+  shapes::Rng rng((seed ^ 0x5c81bb1e5ull) * 0x100000001B3ull + static_cast<uint64_t>(index));
+  return shapes::render_scribble(scene, size, (1 + 2 * rng.uniform()) * size / 64.0);
+}
 
 int run_make_dataset(const MakeDataset& m) {
   if (m.count < 1) throw Error("--count must be at least 1");
@@ -33,6 +41,7 @@ int run_make_dataset(const MakeDataset& m) {
     // Caption and description first, image last: an image in the folder always has its text beside it.
     write_file_atomic(base + ".txt", scene.caption + "\n");
     write_file_atomic(base + ".json", scene.to_json() + "\n");
+    if (m.control) save_png(base + ".control.png", scribble_for(scene, m.seed, i, m.size));
     save_png(base + ".png", shapes::render(scene, m.size));
     if ((i + 1) % 1000 == 0 || i + 1 == m.count)
       note("wrote " + std::to_string(i + 1) + "/" + std::to_string(m.count) + " images (" + seconds(now() - t0) + ")");
@@ -51,6 +60,8 @@ Subcommand add_shapes(CLI::App& app) {
   make->add_option("-n,--count", m->count, "number of images")->capture_default_str();
   make->add_option("--size", m->size, "image size in pixels")->capture_default_str();
   make->add_option("-s,--seed", m->seed, "seed of the scene stream")->capture_default_str();
+  make->add_flag("--control", m->control,
+                 "also write each scene's scribble NNNNNNN.control.png (white outlines on black, 1-3 px at 64 px)");
   return {shapes, [m] { return run_make_dataset(*m); }};
 }
 

@@ -1,7 +1,9 @@
 // The training subcommands: train-vae, text-encoder, cache, train (flow teacher), distill (Sprint student).
+#include <filesystem>
 #include <memory>
 
 #include "commands.h"
+#include "sana/error.h"
 #include "sana/train/trainer.h"
 
 namespace sana::cli {
@@ -107,17 +109,8 @@ Subcommand add_train_flow(CLI::App& app) {
   }};
 }
 
-Subcommand add_distill(CLI::App& app) {
-  struct Args {
-    TrainOptions o;
-    DistillOptions d;
-    bool no_misaligned = false;
-  };
-  auto a = std::make_shared<Args>();
-  DistillOptions& d = a->d;
-  auto* cmd = app.add_subcommand("distill", "distil a flow teacher into a 1-4 step SANA-Sprint student (sCM + LADD)");
-  cmd->add_option("--teacher", d.teacher, "teacher SanaPipeline folder (sana-sprint train)")->required();
-  cmd->add_option("--cache", d.cache, "latent cache")->required();
+// The loss settings of `distill`, shared by `train-controlnet --objective distill`.
+void add_distill_loss_options(CLI::App* cmd, DistillOptions& d, bool& no_misaligned) {
   cmd->add_option("--loss", d.loss, "scm | ladd | hybrid")->capture_default_str();
   cmd->add_option("--cfg-scales", d.cfg_scales, "teacher CFG scales, one drawn per sample")->delimiter(',')
       ->capture_default_str();
@@ -130,9 +123,68 @@ Subcommand add_distill(CLI::App& app) {
   cmd->add_option("--lr-d", d.lr_d, "discriminator learning rate (0: --lr)")->capture_default_str();
   cmd->add_option("--p-mean", d.p_mean, "sCM time law: P_mean")->capture_default_str();
   cmd->add_option("--p-std", d.p_std, "sCM time law: P_std")->capture_default_str();
-  cmd->add_flag("--no-misaligned-pairs", a->no_misaligned, "no rolled real pairs among the fakes");
+  cmd->add_flag("--no-misaligned-pairs", no_misaligned, "no rolled real pairs among the fakes");
+}
+
+Subcommand add_distill(CLI::App& app) {
+  struct Args {
+    TrainOptions o;
+    DistillOptions d;
+    bool no_misaligned = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("distill", "distil a flow teacher into a 1-4 step SANA-Sprint student (sCM + LADD)");
+  cmd->add_option("--teacher", a->d.teacher, "teacher SanaPipeline folder (sana-sprint train)")->required();
+  cmd->add_option("--cache", a->d.cache, "latent cache")->required();
+  add_distill_loss_options(cmd, a->d, a->no_misaligned);
   add_train_options(cmd, a->o);
   return {cmd, [a] {
+            a->d.misaligned_pairs = !a->no_misaligned;
+            distill(a->d, a->o);
+            return 0;
+          }};
+}
+
+Subcommand add_train_controlnet(CLI::App& app) {
+  struct Args {
+    TrainOptions o;
+    ControlNetFlowOptions flow;
+    DistillOptions d;
+    std::string objective = "flow";
+    bool no_misaligned = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "train-controlnet",
+      "train a ControlNet: for a flow teacher by flow matching (--objective flow), or for a Sprint student by hybrid "
+      "distillation from the teacher and its ControlNet (--objective distill)");
+  cmd->add_option("--objective", a->objective, "flow (--base is a teacher) | distill (--base is a Sprint student)")
+      ->capture_default_str();
+  cmd->add_option("--base", a->flow.base, "the frozen model's pipeline folder")->required();
+  cmd->add_option("--cache", a->flow.cache, "latent cache with control latents (cache of a folder with NAME.control.png)")
+      ->required();
+  cmd->add_option("--num-layers", a->flow.num_layers, "flow: ControlNet blocks (0: a quarter of the teacher's)")
+      ->capture_default_str();
+  cmd->add_option("--logit-mean", a->flow.logit_mean, "flow: logit-normal time law mean")->capture_default_str();
+  cmd->add_option("--logit-std", a->flow.logit_std, "flow: logit-normal time law std")->capture_default_str();
+  cmd->add_option("--caption-dropout", a->flow.caption_dropout, "flow: probability of the empty prompt")
+      ->capture_default_str();
+  cmd->add_option("--teacher", a->d.teacher, "distill: the teacher's SanaPipeline folder");
+  cmd->add_option("--teacher-controlnet", a->d.teacher_controlnet,
+                  "distill: the teacher's ControlNet folder (default: <teacher>/controlnet)");
+  add_distill_loss_options(cmd, a->d, a->no_misaligned);
+  add_train_options(cmd, a->o);
+  return {cmd, [a] {
+            if (a->objective == "flow") {
+              train_controlnet_flow(a->flow, a->o);
+              return 0;
+            }
+            if (a->objective != "distill") throw Error("--objective must be flow or distill, got '" + a->objective + "'");
+            if (a->d.teacher.empty()) throw Error("--objective distill needs --teacher (the student's teacher folder)");
+            if (a->d.teacher_controlnet.empty())
+              a->d.teacher_controlnet = (std::filesystem::path(a->d.teacher) / "controlnet").string();
+            a->d.cache = a->flow.cache;
+            a->d.student = a->flow.base;
             a->d.misaligned_pairs = !a->no_misaligned;
             distill(a->d, a->o);
             return 0;
@@ -142,7 +194,8 @@ Subcommand add_distill(CLI::App& app) {
 }  // namespace
 
 std::vector<Subcommand> add_training(CLI::App& app) {
-  return {add_train_vae(app), add_text_encoder(app), add_cache(app), add_train_flow(app), add_distill(app)};
+  return {add_train_vae(app),  add_text_encoder(app), add_cache(app),
+          add_train_flow(app), add_distill(app),       add_train_controlnet(app)};
 }
 
 }  // namespace sana::cli

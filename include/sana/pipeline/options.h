@@ -45,6 +45,7 @@ struct GenerateOptions {
   // ControlNet (a pipeline with a controlnet component): the control image [3, H, W] or [B, 3, H, W] in [0, 1]
   // (resized to the output size as diffusers does) and the factor on its residuals. No image: no ControlNet pass.
   at::Tensor control_image;
+  at::Tensor control_latents;  // or, instead, the control image's latent * scaling_factor [B, C, h, w] (a cache's)
   double controlnet_conditioning_scale = 1.0;
 
   // img2img (Sprint pipelines): the init image [3, H, W] in [0, 1], and the share of the schedule to run: the first

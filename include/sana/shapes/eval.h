@@ -21,6 +21,10 @@ struct Detection {
   double fill;    // area / bounding-box area
 };
 
+// Each pixel's palette colour (an index into all_colors()), or -1 for background, row-major: the segmentation
+// every check starts from.
+std::vector<int> color_labels(const at::Tensor& image);
+
 // Objects found in an image [3, H, W] in [0, 1].
 std::vector<Detection> detect(const at::Tensor& image);
 

@@ -65,4 +65,11 @@ Scene scene_for(uint64_t seed, int64_t index);
 // [3, size, size] float in [0, 1], 4x4 supersampled edges.
 at::Tensor render(const Scene& scene, int size);
 
+// The scene as a ControlNet's scribble: the outline of every object, white on black, `thickness` pixels wide
+// (4x4 supersampled), [3, size, size] in [0, 1].
+at::Tensor render_scribble(const Scene& scene, int size, double thickness);
+
+// Which pixel (centre) each object covers, the later object on top: [objects, size, size] bool.
+at::Tensor object_masks(const Scene& scene, int size);
+
 }  // namespace sana::shapes

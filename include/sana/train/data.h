@@ -15,9 +15,10 @@
 
 namespace sana {
 
-// An image-caption folder: NAME.png with NAME.txt beside it (sorted by name).
+// An image-caption folder: NAME.png with NAME.txt beside it (sorted by name), and for ControlNet training
+// NAME.control.png, the control image (for every image or for none).
 struct ImageCaptionFolder {
-  std::vector<std::string> images, captions;
+  std::vector<std::string> images, captions, controls;
   static ImageCaptionFolder open(const std::string& dir);
 };
 
@@ -40,10 +41,12 @@ constexpr uint64_t kDiscriminatorInit = 0xd15c;  // LADD heads and their power-i
 
 // Precomputed training inputs (the reference trains on precomputed VAE features as well):
 // <dir>/cache_config.json, shard-NNNNN.safetensors with latents [n, C, h, w] (VAE latent * scaling_factor),
-// prompt_embeds [n, L, C_text], prompt_attention_mask [n, L]; null.safetensors with the empty prompt's embedding
+// prompt_embeds [n, L, C_text], prompt_attention_mask [n, L] (and control_latents [n, C, h, w] when the folder has
+// control images); null.safetensors with the empty prompt's embedding
 // and mask (the unconditional input for classifier-free guidance); captions.txt, one caption per line.
 struct LatentCache {
   at::Tensor latents, prompt_embeds, prompt_attention_mask;  // all samples, CPU
+  at::Tensor control_latents;                                // the control images' latents * scaling_factor, or none
   at::Tensor null_embeds, null_mask;                         // [L, C_text], [L]
   std::vector<std::string> captions;
   PromptOptions prompt;                                      // how the captions were encoded

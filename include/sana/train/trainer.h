@@ -77,7 +77,24 @@ struct DistillOptions {
   double sigma_data = 0.5;                       // TrigFlow's data scale (the exported SCMScheduler's sigma_data)
   double guidance_embeds_scale = 0.1;            // the student config's: guidance reaches the embedder as w * 0.1
   double largest_timestep = 1.57080;             // max-time weighting's time: pi/2 as the reference rounds it
+  // ControlNet distillation (`train-controlnet --objective distill`): when set, the teacher is the teacher with
+  // this ControlNet folder, `student` is the Sprint pipeline folder whose transformer stays frozen, and what trains
+  // (and is exported, as a ControlNet folder) is the student's ControlNet, started from the teacher's.
+  std::string teacher_controlnet;
+  std::string student;
 };
 void distill(const DistillOptions& distill, const TrainOptions& options);
+
+// A ControlNet for a frozen flow teacher by flow matching on (image, control, caption) triples
+// (`train-controlnet --objective flow`; docs/ARCHITECTURE.md, "ControlNet"): the ControlNet starts as a copy of the
+// teacher's first `num_layers` blocks with zero projections (so step 0 reproduces the teacher), and learns the
+// teacher's flow loss with the control latents of a cache made from a folder with control images.
+struct ControlNetFlowOptions {
+  std::string base, cache;  // the teacher's SanaPipeline folder; a latent cache with control latents
+  int num_layers = 0;       // ControlNet blocks (0: a quarter of the teacher's, rounded up)
+  double logit_mean = 0.0, logit_std = 1.0;
+  double caption_dropout = 0.1;
+};
+void train_controlnet_flow(const ControlNetFlowOptions& flow, const TrainOptions& options);
 
 }  // namespace sana

@@ -1,0 +1,35 @@
+// The shared flow-matching training step (flow_step.h).
+#include "train/flow_step.h"
+
+namespace sana::detail {
+
+FlowStepDraws draw_flow_step(const TrainingRun& run, const LatentCache& cache, const Batch& b, uint64_t seed,
+                             int64_t step, int64_t Bg, const FlowLaw& law) {
+  const auto cpu = at::TensorOptions().dtype(at::kFloat);
+  const auto opts = run.tensor_options();
+  const Slice& slice = run.slice();
+  at::Generator gen = step_generator(seed, step);
+  FlowStepDraws d;
+  d.s = slice(at::sigmoid(law.logit_mean + law.logit_std * at::randn({Bg}, gen, cpu))).to(run.device());
+  d.eps = slice(at::randn({Bg, b.latents.size(1), b.latents.size(2), b.latents.size(3)}, gen, cpu)).to(opts);
+  const at::Tensor drop = slice(at::rand({Bg}, gen, cpu) < law.caption_dropout).to(run.device());
+  d.text.encoder_hidden_states = at::where(drop.view({-1, 1, 1}), cache.null_embeds.unsqueeze(0).to(opts), b.embeds);
+  d.text.encoder_attention_mask = at::where(drop.view({-1, 1}), cache.null_mask.unsqueeze(0).to(run.device()), b.mask);
+  return d;
+}
+
+void finish_flow_step(TrainingRun& run, const at::Tensor& loss, Optimizer& optim, const NamedTensors& params,
+                      const TrainOptions& o, EMA* ema, int64_t step, double started) {
+  optim.zero_grad();
+  loss.backward();
+  const auto [gnorm, ok] =
+      apply_gradients(optim, params, o.lr, o.warmup_steps, step, o.grad_clip, run.data_parallel(), ema);
+  double loss_v = loss.item<double>();
+  if (run.data_parallel()) loss_v = run.data_parallel()->all_reduce_sum(loss_v) / run.world_size();
+  run.end_step(step,
+               {{"loss", loss_v}, {"grad_norm", gnorm}, {"lr", optim.lr()}, {"skipped", ok ? 0.0 : 1.0},
+                {"seconds", now() - started}},
+               {{"loss", loss_v}, {"gnorm", gnorm}});
+}
+
+}  // namespace sana::detail

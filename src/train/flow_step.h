@@ -1,0 +1,26 @@
+#pragma once
+// One flow-matching training step, shared by the teacher's trainer and the teacher ControlNet's: the step's draws
+// (logit-normal time s, noise, caption dropout to the empty prompt, all for the global batch, this process's rows
+// kept), then after the loss the optimiser step and the run's log line.
+#include "sana/models/sana_transformer.h"
+#include "train/training_run.h"
+
+namespace sana::detail {
+
+struct FlowStepDraws {
+  at::Tensor s, eps;            // flow times [B], noise like the latents
+  SanaTransformerInputs text;   // encoder_hidden_states and mask, captions dropped to the empty prompt
+};
+
+struct FlowLaw {
+  double logit_mean = 0, logit_std = 1, caption_dropout = 0.1;
+};
+
+FlowStepDraws draw_flow_step(const TrainingRun& run, const LatentCache& cache, const Batch& b, uint64_t seed,
+                             int64_t step, int64_t global_batch, const FlowLaw& law);
+
+// loss.backward(), the shared optimiser step, the loss averaged over the processes, and run.end_step.
+void finish_flow_step(TrainingRun& run, const at::Tensor& loss, Optimizer& optim, const NamedTensors& params,
+                      const TrainOptions& o, EMA* ema, int64_t step, double started);
+
+}  // namespace sana::detail
