@@ -13,8 +13,14 @@ PACKAGES=(
   libsentencepiece-dev  # Gemma tokenizer
   sentencepiece         # spm_train, to train the shapes world's tokenizer
   libpng-dev            # PNG output
+  libjpeg62-turbo-dev   # JPEG output (the server's live frames)
+  libcpp-httplib-dev    # HTTP server (sana-sprint serve) and the server tests' client
+  chromium              # the live page's test in a real (headless) browser
   libgtest-dev libgmock-dev libbenchmark-dev
 )
+# Node.js drives the browser test (playwright-core, tests/browser/); Debian's nodejs and npm when none is installed.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -35,3 +41,11 @@ case "$blas" in
   *openblas*) ;;
   *) echo "setup: warning: libblas.so.3 -> $blas is not OpenBLAS; sgemm will be slow" >&2 ;;
 esac
+
+# The browser test's one npm package (playwright-core, pinned in tests/browser/package-lock.json; it drives the
+# chromium above and downloads no browser of its own).
+browser_tests="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+if [ ! -d "$browser_tests/node_modules/playwright-core" ]; then
+  echo "setup: installing the browser test's npm package (playwright-core)" >&2
+  (cd "$browser_tests" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi

@@ -17,6 +17,7 @@
 #include "sana/io/image.h"
 #include "sana/pipeline/pipeline.h"
 #include "sana/runtime.h"
+#include "sana/shapes/control_eval.h"
 #include "sana/shapes/eval.h"
 #include "sana/shapes/world.h"
 
@@ -32,6 +33,14 @@ struct EvalCommand {
   int64_t prompts = 300;
   uint64_t prompt_seed = 20260101;  // the eval prompt stream (the training data uses other seeds)
   bool vae_roundtrip = false;       // score the VAE's reconstructions of the true scenes instead (an upper bound)
+  bool control = false;             // generate with each scene's scribble as the ControlNet's control image
+};
+
+// Every result of an `eval -m` run.
+struct EvalTotals {
+  shapes::EvalReport report;
+  shapes::ControlReport control;
+  double seconds = 0, psnr_sum = 0;
 };
 
 std::string stem_of(int64_t i) {
@@ -76,8 +85,11 @@ at::Tensor vae_roundtrip(const Pipeline& pipe, const shapes::Scene& scene, int s
   return (vae.decode(vae.encode(x)).to(at::kFloat).cpu()[0] / 2 + 0.5).clamp(0, 1);
 }
 
-void write_eval_json(const EvalCommand& c, const shapes::EvalReport& report, double ms, double psnr_mean) {
-  auto j = nlohmann::json::parse(report.to_json());
+void write_eval_json(const EvalCommand& c, const EvalTotals& t, double ms, double psnr_mean) {
+  auto j = nlohmann::json::parse(t.report.to_json());
+  j["control"] = c.control;
+  j["control_iou"] = t.control.iou();
+  j["control_color_accuracy"] = t.control.color_accuracy();
   j["ms_per_image"] = ms;
   j["model"] = c.params.model;
   j["steps"] = c.params.steps;
@@ -86,6 +98,31 @@ void write_eval_json(const EvalCommand& c, const shapes::EvalReport& report, dou
   j["prompt_seed"] = c.prompt_seed;
   if (!c.reference.empty()) j["psnr_vs_reference"] = psnr_mean;
   write_file_atomic(c.json_out, j.dump(2) + "\n");
+}
+
+// One scene's image: the VAE's round trip of the true scene, or the model's image of its caption (with --control, of
+// its scribble too: 2-pixel outlines at 64 px).
+at::Tensor image_for(const EvalCommand& c, const Pipeline& pipe, const shapes::Scene& scene) {
+  const GenerationParams& p = c.params;
+  if (c.vae_roundtrip) return vae_roundtrip(pipe, scene, p.height);
+  GenerateOptions o = to_generate_options(p);
+  if (c.control) o.control_image = shapes::render_scribble(scene, p.height, 2.0 * p.height / 64);
+  return pipe.generate(o).images[0];
+}
+
+// Writes image i and its description, scores the 8-bit image as written (what `eval --images` would read back).
+void score_image(const EvalCommand& c, int64_t i, const shapes::Scene& scene, const at::Tensor& image, EvalTotals& t) {
+  const fs::path base = fs::path(c.out) / stem_of(i);
+  save_png(base.string() + ".png", image);
+  write_file_atomic(base.string() + ".json", scene.to_json() + "\n");
+  const at::Tensor saved = load_png(base.string() + ".png");
+  shapes::add_result(t.report, scene, shapes::check(scene, shapes::detect(saved)));
+  t.control.add(shapes::control_score(scene, saved));
+  if (!c.reference.empty()) {
+    const fs::path ref = fs::path(c.reference) / (stem_of(i) + ".png");
+    if (!fs::exists(ref)) throw Error("--reference: " + ref.string() + " does not exist");
+    t.psnr_sum += psnr(saved, load_png(ref.string()));
+  }
 }
 
 int run_eval_model(EvalCommand& c) {
@@ -97,39 +134,29 @@ int run_eval_model(EvalCommand& c) {
   resolve_seed(p);
   note("loading " + p.model);
   const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), p.controlnet);
+  if (c.control && !pipe->components.controlnet)
+    throw Error("--control: " + p.model + " has no ControlNet (give --controlnet DIR)");
   fs::create_directories(c.out);
-  shapes::EvalReport report;
-  double seconds_total = 0, psnr_sum = 0;
+  EvalTotals t;
   const int64_t base_seed = p.seed;
   for (int64_t i = 0; i < c.prompts; ++i) {
     const auto scene = shapes::scene_for(c.prompt_seed, i);
     p.prompt = scene.caption;
     p.seed = base_seed + i;
     const double t0 = now();
-    const at::Tensor image = c.vae_roundtrip ? vae_roundtrip(*pipe, scene, p.height)
-                                             : pipe->generate(to_generate_options(p)).images[0];
-    seconds_total += now() - t0;
-    const fs::path base = fs::path(c.out) / stem_of(i);
-    save_png(base.string() + ".png", image);
-    write_file_atomic(base.string() + ".json", scene.to_json() + "\n");
-    // Score the 8-bit image as written (what `eval --images` would read back), not the float tensor.
-    const at::Tensor saved = load_png(base.string() + ".png");
-    shapes::add_result(report, scene, shapes::check(scene, shapes::detect(saved)));
-    if (!c.reference.empty()) {
-      const fs::path ref = fs::path(c.reference) / (stem_of(i) + ".png");
-      if (!fs::exists(ref)) throw Error("--reference: " + ref.string() + " does not exist");
-      psnr_sum += psnr(saved, load_png(ref.string()));
-    }
+    const at::Tensor image = image_for(c, *pipe, scene);
+    t.seconds += now() - t0;
+    score_image(c, i, scene, image, t);
     if ((i + 1) % 50 == 0 || i + 1 == c.prompts)
       note("eval: " + std::to_string(i + 1) + "/" + std::to_string(c.prompts) + " images, overall so far " +
-           c10::str(report.overall()));
+           c10::str(t.report.overall()));
   }
   p.seed = base_seed;
-  std::cout << report.to_markdown();
-  const double ms = 1000 * seconds_total / c.prompts;
+  std::cout << t.report.to_markdown() << "\n" << t.control.to_markdown();
+  const double ms = 1000 * t.seconds / c.prompts;
   std::cout << "\nms per image (batch 1, text encoder + sampling + decode): " << ms << "\n";
-  if (!c.reference.empty()) std::cout << "PSNR against " << c.reference << ": " << psnr_sum / c.prompts << " dB\n";
-  if (!c.json_out.empty()) write_eval_json(c, report, ms, psnr_sum / c.prompts);
+  if (!c.reference.empty()) std::cout << "PSNR against " << c.reference << ": " << t.psnr_sum / c.prompts << " dB\n";
+  if (!c.json_out.empty()) write_eval_json(c, t, ms, t.psnr_sum / c.prompts);
   return 0;
 }
 
@@ -147,6 +174,9 @@ Subcommand add_eval(CLI::App& app) {
   cmd->add_option("--prompts", c->prompts, "with -m: size of the prompt set")->capture_default_str();
   cmd->add_option("--prompt-seed", c->prompt_seed, "with -m: seed of the prompt set (image i: seed + i)")->capture_default_str();
   cmd->add_flag("--vae-roundtrip", c->vae_roundtrip, "with -m: score the VAE's reconstructions of the true scenes");
+  cmd->add_flag("--control", c->control,
+                "with -m: generate with each scene's scribble as the control image (the model's ControlNet or "
+                "--controlnet DIR); ControlEval is reported in every case");
   cmd->add_option("--reference", c->reference, "with -m: folder of images to compute PSNR against (same names)");
   return {cmd, [c] {
             if (!c->params.model.empty()) return run_eval_model(*c);

@@ -20,6 +20,7 @@ Subcommand add_inspect(CLI::App& app);
 Subcommand add_generate(CLI::App& app);
 Subcommand add_eval(CLI::App& app);
 Subcommand add_shapes(CLI::App& app);
+Subcommand add_serve(CLI::App& app);
 std::vector<Subcommand> add_training(CLI::App& app);  // train-vae, text-encoder, cache, train, distill
 
 // "[sana-sprint] msg" on stderr.

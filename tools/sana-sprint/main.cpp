@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
 
   std::vector<sana::cli::Subcommand> commands = {sana::cli::add_inspect(app), sana::cli::add_generate(app),
-                                                 sana::cli::add_eval(app), sana::cli::add_shapes(app)};
+                                                 sana::cli::add_eval(app), sana::cli::add_shapes(app),
+                                                 sana::cli::add_serve(app)};
   for (auto& c : sana::cli::add_training(app)) commands.push_back(std::move(c));
   try {
     app.parse(argc, argv);

@@ -20,6 +20,9 @@ std::string encode_png(const at::Tensor& image, const std::map<std::string, std:
 // Writes atomically (temporary file + rename). Errors name the path.
 void save_png(const std::string& path, const at::Tensor& image, const std::map<std::string, std::string>& text = {});
 
+// The JPEG file's bytes (libjpeg-turbo, 4:2:0) for image [3, H, W] in [0, 1]; quality 1..100.
+std::string encode_jpeg(const at::Tensor& image, int quality = 90);
+
 // An 8-bit PNG (gray, RGB or RGBA; alpha dropped; 16-bit stripped) as [3, H, W] float in [0, 1], plus its text
 // chunks. `what` names the source in errors ("control_image", a path).
 at::Tensor decode_png(const std::string& bytes, const std::string& what,

@@ -1,0 +1,200 @@
+// `sana-sprint serve` under load, over real HTTP on loopback (the server in this process, the clients on threads):
+//   1. throughput: K concurrent clients x M OpenAI requests -> images/s, p50/p95 latency, RSS before and after;
+//   2. live: one session drawing (one frame in flight, the canvas changed each frame) -> p50/p95 per frame, end to
+//      end as the page sees it and as the server reports it (X-Latency-Ms);
+//   3. soak: N mixed good and bad requests from K clients -> failed good requests, wrong answers to bad ones, the
+//      server alive, RSS growth after warm-up.
+//
+//   build/bench_server                                   # the shipped student (with its ControlNet), 2 CPU threads
+//   build/bench_server --model DIR --clients 4 --requests 25 --frames 200 --soak 2000
+#include <httplib.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "bench_util.h"
+#include "sana/frontend/image_source.h"
+#include "sana/io/image.h"
+#include "sana/pipeline/pipeline.h"
+#include "sana/server/server.h"
+
+using namespace sana;
+using json = nlohmann::json;
+
+namespace {
+
+// Current resident set size in MiB (VmRSS).
+double rss_mib() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * (v.size() - 1) + 0.5))];
+}
+
+httplib::Client client(int port) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(300, 0);
+  return c;
+}
+
+void throughput(int port, int clients, int requests) {
+  const double rss0 = rss_mib();
+  std::vector<std::vector<double>> lat(clients);
+  std::atomic<int> failed{0};
+  const double t0 = bench::now_seconds();
+  std::vector<std::thread> threads;
+  for (int k = 0; k < clients; ++k)
+    threads.emplace_back([&, k] {
+      auto c = client(port);
+      for (int i = 0; i < requests; ++i) {
+        const json body = {{"prompt", "two red circles above a blue square"}, {"seed", k * 1000 + i}};
+        const double s = bench::now_seconds();
+        const auto r = c.Post("/v1/images/generations", body.dump(), "application/json");
+        lat[k].push_back(bench::now_seconds() - s);
+        if (!r || r->status != 200) ++failed;
+      }
+    });
+  for (auto& t : threads) t.join();
+  const double wall = bench::now_seconds() - t0;
+  std::vector<double> all;
+  for (const auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  std::printf("throughput: %d clients x %d requests: %.1f images/s, latency p50 %.1f ms, p95 %.1f ms, failed %d; "
+              "RSS %.0f -> %.0f MiB\n",
+              clients, requests, all.size() / wall, 1e3 * percentile(all, 0.5), 1e3 * percentile(all, 0.95),
+              failed.load(), rss0, rss_mib());
+}
+
+// A canvas drawing: black strokes on white, one more segment each frame, as a PNG data URL.
+std::string canvas_frame(int frame, int size) {
+  at::Tensor img = at::ones({3, size, size});
+  for (int i = 0; i <= frame % 40; ++i) {
+    const double a = 2 * M_PI * i / 40;
+    const int x = static_cast<int>(size / 2 + size / 4 * std::cos(a)), y = static_cast<int>(size / 2 + size / 4 * std::sin(a));
+    img.narrow(1, std::max(0, y - 2), 4).narrow(2, std::max(0, x - 2), 4).zero_();
+  }
+  return "data:image/png;base64," + base64_encode(encode_png(img));
+}
+
+void live(int port, int frames, int canvas, bool control) {
+  auto c = client(port);
+  std::vector<double> e2e, server_ms;
+  int failed = 0;
+  for (int f = 1; f <= frames; ++f) {
+    json body = {{"session", "bench"}, {"frame", f}, {"prompt", "a red circle"}, {"seed", 0}, {"steps", 1},
+                 {"format", "jpeg"}};
+    if (control) body["image"] = canvas_frame(f, canvas);
+    const double s = bench::now_seconds();
+    const auto r = c.Post("/sprint/v1/live", body.dump(), "application/json");
+    if (!r || r->status != 200) {
+      ++failed;
+      continue;
+    }
+    e2e.push_back(bench::now_seconds() - s);
+    server_ms.push_back(std::stod(r->get_header_value("X-Latency-Ms")));
+  }
+  std::printf("live: %d frames (%s, %dx%d canvas): end to end p50 %.1f ms, p95 %.1f ms; server p50 %.0f ms, "
+              "p95 %.0f ms; failed %d\n",
+              frames, control ? "with the ControlNet" : "no control image", canvas, canvas,
+              1e3 * percentile(e2e, 0.5), 1e3 * percentile(e2e, 0.95), percentile(server_ms, 0.5),
+              percentile(server_ms, 0.95), failed);
+}
+
+// Request i of the soak: {method, path, body, expected status}.
+struct Probe {
+  std::string method, path, body;
+  int status;
+};
+
+Probe soak_probe(int i) {
+  switch (i % 10) {
+    case 0: return {"POST", "/v1/images/generations", R"({"prompt": "a red square", "seed": )" + std::to_string(i) + "}", 200};
+    case 1: return {"GET", "/health", "", 200};
+    case 2: return {"POST", "/v1/images/generations", "{broken", 400};
+    case 3: return {"POST", "/v1/images/generations", R"({"prompt": "x", "size": "60x60"})", 400};
+    case 4: return {"POST", "/sdapi/v1/img2img", R"({"prompt": "x", "steps": 4, "init_images": ["@@@"]})", 400};
+    case 5: return {"GET", "/sdapi/v1/samplers", "", 200};
+    case 6: return {"POST", "/sdapi/v1/txt2img", R"({"prompt": "a blue star", "seed": )" + std::to_string(i) + "}", 200};
+    case 7: return {"GET", "/no/such/route", "", 404};
+    case 8: return {"POST", "/v1/images/generations", R"({"prompt": "x", "n": "many"})", 400};
+    default: return {"GET", "/v1/models", "", 200};
+  }
+}
+
+void soak(int port, int clients, int total) {
+  std::atomic<int> next{0}, good_failed{0}, bad_wrong{0}, done{0};
+  double rss_after_warmup = 0;
+  std::vector<std::thread> threads;
+  for (int k = 0; k < clients; ++k)
+    threads.emplace_back([&] {
+      auto c = client(port);
+      for (int i = next++; i < total; i = next++) {
+        const Probe p = soak_probe(i);
+        const auto r = p.method == "GET" ? c.Get(p.path.c_str()) : c.Post(p.path.c_str(), p.body, "application/json");
+        const bool right = r && r->status == p.status;
+        if (!right) ++(p.status == 200 ? good_failed : bad_wrong);
+        if (++done == total / 10) rss_after_warmup = rss_mib();
+      }
+    });
+  for (auto& t : threads) t.join();
+  auto c = client(port);
+  const auto health = c.Get("/health");
+  std::printf("soak: %d mixed requests from %d clients: failed good requests %d, wrong answers to bad ones %d, "
+              "server %s; RSS after warm-up %.0f MiB, at the end %.0f MiB (growth %+.1f MiB)\n",
+              total, clients, good_failed.load(), bad_wrong.load(), health && health->status == 200 ? "alive" : "DOWN",
+              rss_after_warmup, rss_mib(), rss_mib() - rss_after_warmup);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sana-sprint serve benchmark (throughput, live frames, soak)"};
+  std::string model = std::string(SANA_SOURCE_DIR) + "/models/sana-sprint-shapes";
+  int clients = 4, requests = 25, frames = 200, canvas = 512, soak_total = 2000, threads = 0;
+  app.add_option("-m,--model", model, "pipeline folder");
+  app.add_option("--clients", clients, "concurrent clients")->check(CLI::PositiveNumber);
+  app.add_option("--requests", requests, "requests per client (throughput)")->check(CLI::PositiveNumber);
+  app.add_option("--frames", frames, "live frames")->check(CLI::PositiveNumber);
+  app.add_option("--canvas", canvas, "live canvas size in pixels (the page's is 512)")->check(CLI::PositiveNumber);
+  app.add_option("--soak", soak_total, "soak requests")->check(CLI::NonNegativeNumber);
+  app.add_option("-t,--threads", threads, "CPU threads (0 = all cores)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    configure_runtime(threads);
+    std::printf("machine: %s\n", bench::machine_summary().c_str());
+    GenerationParams defaults;
+    defaults.model = model;
+    apply_model_defaults(defaults, {});
+    auto pipe = load_pipeline(model, at::kCPU, at::kFloat);
+    const bool control = pipe->components.controlnet != nullptr;
+    std::printf("model: %s (%s%s), %dx%d, %d step(s); RSS after loading %.0f MiB\n", model.c_str(),
+                pipe->class_name().c_str(), control ? " + ControlNet" : "", defaults.width, defaults.height,
+                defaults.steps, rss_mib());
+    server::ServerOptions o;
+    o.port = 0;
+    o.queue = 256;
+    server::Server srv(std::move(pipe), defaults, o);
+    srv.bind();
+    std::thread serving([&] { srv.run(); });
+    throughput(srv.port(), clients, requests);
+    live(srv.port(), frames, canvas, control);
+    if (soak_total > 0) soak(srv.port(), clients, soak_total);
+    srv.stop();
+    serving.join();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_server: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

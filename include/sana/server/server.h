@@ -1,0 +1,47 @@
+#pragma once
+// `sana-sprint serve` (docs/SERVER.md): one process that loads a model once and answers the OpenAI and Automatic1111
+// image APIs, asynchronous jobs and the live draw-to-image page over HTTP (cpp-httplib). The HTTP threads parse,
+// check and decode; the Worker runs every model call.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sana/frontend/generation_params.h"
+#include "sana/pipeline/pipeline.h"
+
+namespace sana::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 1234;                  // 0: any free port (see Server::port())
+  std::string api_key;              // non-empty: "Authorization: Bearer KEY" required on the API routes
+  std::vector<std::string> cors;    // origins allowed to call from a browser page elsewhere ("*": any)
+  size_t queue = 64;                // queued jobs before 429
+  size_t max_body_bytes = 32 << 20; // larger requests: 413
+  // Request limits (400 naming the limit).
+  int max_images = 8, max_side = 2048, max_steps = 50;
+  size_t max_prompt_chars = 4000;
+  int threads = 8;                  // HTTP threads
+};
+
+class Server {
+ public:
+  // `defaults`: the generation parameters of the loaded model (its generation_defaults.json applied); requests
+  // change what they give.
+  Server(std::unique_ptr<Pipeline> pipeline, GenerationParams defaults, ServerOptions options);
+  ~Server();
+
+  // Binds (Error naming the address when it cannot). After this, port() is the bound port.
+  void bind();
+  int port() const;
+  // Serves until stop(); returns when the listener is closed.
+  void run();
+  // Stops taking new work (503), lets the job in hand finish, cancels queued jobs, closes the listener.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sana::server

@@ -1,0 +1,107 @@
+#pragma once
+// The server's model worker (docs/SERVER.md): the one thread that runs the pipeline. HTTP threads prepare a
+// request (parse, validate, decode images) and hand it over as a Job; the worker takes jobs from a bounded queue,
+// live frames first, and runs them one at a time. Job states: queued -> running -> done | failed | cancelled.
+//
+// Live sessions: a session has at most one frame waiting. A newer frame of the same session replaces a waiting one,
+// which then ends as `superseded` without running (the client is answered 409): latest wins, nothing queues up.
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sana/frontend/generation_params.h"
+#include "sana/pipeline/pipeline.h"
+#include "sana/server/prompt_cache.h"
+
+namespace sana::server {
+
+struct Job {
+  enum class State { queued, running, done, failed, cancelled, superseded };
+
+  std::string id;
+  GenerationParams params;   // validated, seed resolved
+  GenerateOptions options;   // images already decoded
+  std::string live_session;  // non-empty for a live frame
+  int64_t live_frame = 0;
+
+  // Written by the worker, read under the worker's lock (or after wait()).
+  State state = State::queued;
+  std::vector<at::Tensor> images;  // [3, H, W] in [0, 1], one per image
+  at::Tensor timesteps;
+  std::string sampler, error;
+  double created = 0, started = 0, finished = 0;  // seconds since the epoch
+  int step = 0, steps = 0;                         // progress
+  std::atomic<bool> cancel_requested{false};
+};
+
+std::string state_name(Job::State s);
+
+class Worker {
+ public:
+  struct Options {
+    size_t queue_limit = 64;      // queued jobs (live frames included) before submit() refuses
+    size_t history_limit = 256;   // finished jobs kept for polling
+    double history_seconds = 600; // and for at most this long
+    size_t prompt_cache_size = 64;
+  };
+  Worker(std::unique_ptr<Pipeline> pipeline, Options options);
+  ~Worker();
+
+  // Queues a job (live frames ahead of other jobs; a live frame replaces its session's waiting frame). Returns
+  // false when the queue is full or the worker is shutting down (the caller answers 429 / 503).
+  enum class Admission { accepted, queue_full, shutting_down };
+  Admission submit(const std::shared_ptr<Job>& job);
+  // Blocks until the job is finished (any final state).
+  void wait(const std::shared_ptr<Job>& job);
+  std::shared_ptr<Job> find(const std::string& id);
+  // Queued: cancelled at once; running: stops at the next step. False if unknown or already finished.
+  bool cancel(const std::string& id);
+  // Cancels the running job (A1111's interrupt).
+  void interrupt();
+
+  // Refuses new jobs, cancels the queued ones, lets the running one finish, joins the thread.
+  void shutdown();
+  bool shutting_down() const { return stopping_; }
+
+  struct Status {
+    size_t queued = 0;
+    std::shared_ptr<Job> running;  // null when idle
+    int64_t done = 0, failed = 0;
+  };
+  Status status();
+
+  const Pipeline& pipeline() const { return *pipeline_; }
+  // Locks the mutex the worker holds while it changes a job (for consistent reads of a job's fields).
+  std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mutex_); }
+
+ private:
+  void run();
+  void execute(Job& job);
+  void finish(const std::shared_ptr<Job>& job, Job::State state);
+  void forget_old_jobs();
+
+  std::unique_ptr<Pipeline> pipeline_;
+  Options options_;
+  PromptCache prompts_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::deque<std::shared_ptr<Job>> queue_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;  // every known job by id
+  std::shared_ptr<Job> running_;
+  int64_t done_count_ = 0, failed_count_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+// A random job id ("job-" + 16 hex digits).
+std::string new_job_id();
+double wall_seconds();
+
+}  // namespace sana::server

@@ -1,0 +1,70 @@
+// Asynchronous jobs: POST /sprint/v1/jobs -> 202 with an id; GET /sprint/v1/jobs/{id}; POST .../{id}/cancel; and
+// GET /health (docs/SERVER.md).
+#include "http_context.h"
+
+namespace sana::server {
+namespace {
+
+json job_json(Context& ctx, const Job& job) {
+  const auto lock = ctx.worker.lock();
+  json j = {{"id", job.id},
+            {"status", state_name(job.state)},
+            {"created", job.created},
+            {"progress", {{"step", job.step}, {"steps", job.steps}}},
+            {"seed", job.params.seed}};
+  if (job.started > 0) j["started"] = job.started;
+  if (job.finished > 0) j["finished"] = job.finished;
+  if (!job.error.empty()) j["error"] = job.error;
+  if (job.state == Job::State::done) {
+    json images = json::array();
+    for (size_t i = 0; i < job.images.size(); ++i) images.push_back(job_png_base64(job, i));
+    j["images"] = images;
+    j["output_format"] = "png";
+  }
+  return j;
+}
+
+void submit(Context& ctx, const httplib::Request& req, httplib::Response& res) {
+  const auto job = prepare_job(ctx, parse_body(req), {});
+  switch (ctx.worker.submit(job)) {
+    case Worker::Admission::queue_full:
+      throw HttpError(429, "rate_limit_error", "the queue is full (" + std::to_string(ctx.options.queue) + " jobs)");
+    case Worker::Admission::shutting_down: throw HttpError(503, "unavailable", "the server is shutting down");
+    case Worker::Admission::accepted: break;
+  }
+  reply_json(res, 202, {{"id", job->id}, {"status", "queued"}, {"poll_url", "/sprint/v1/jobs/" + job->id}});
+}
+
+std::shared_ptr<Job> find_job(Context& ctx, const std::string& id) {
+  auto job = ctx.worker.find(id);
+  if (!job) throw HttpError(404, "not_found", "no job " + id + " (unknown, or finished long enough ago to be forgotten)");
+  return job;
+}
+
+}  // namespace
+
+void add_job_routes(httplib::Server& server, Context& ctx) {
+  server.Post("/sprint/v1/jobs", guarded([&ctx](const httplib::Request& q, httplib::Response& r) { submit(ctx, q, r); }));
+  server.Get(R"(/sprint/v1/jobs/([A-Za-z0-9-]+))", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
+               reply_json(r, 200, job_json(ctx, *find_job(ctx, q.matches[1])));
+             }));
+  server.Post(R"(/sprint/v1/jobs/([A-Za-z0-9-]+)/cancel)", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
+                const auto job = find_job(ctx, q.matches[1]);
+                ctx.worker.cancel(job->id);
+                reply_json(r, 200, job_json(ctx, *job));
+              }));
+  server.Get("/health", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+               const Worker::Status s = ctx.worker.status();
+               reply_json(r, ctx.worker.shutting_down() ? 503 : 200,
+                          {{"status", ctx.worker.shutting_down() ? "shutting down" : "ok"},
+                           {"model", ctx.model_name},
+                           {"pipeline", ctx.worker.pipeline().class_name()},
+                           {"controlnet", ctx.worker.pipeline().components.controlnet != nullptr},
+                           {"queued", s.queued},
+                           {"running", s.running != nullptr},
+                           {"done", s.done},
+                           {"failed", s.failed}});
+             }));
+}
+
+}  // namespace sana::server

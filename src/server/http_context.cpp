@@ -1,0 +1,118 @@
+// Shared pieces of the route handlers (http_context.h).
+#include "http_context.h"
+
+#include "sana/error.h"
+#include "sana/frontend/image_source.h"
+#include "sana/io/image.h"
+
+namespace sana::server {
+namespace {
+
+// The server's limits, stricter than the library's, as field errors.
+void check_limits(const GenerationParams& p, const ServerOptions& o) {
+  const auto limit = [](bool ok, const char* field, const std::string& message) {
+    if (!ok) throw ParamError(field, message);
+  };
+  limit(p.batch_count <= o.max_images, "batch_count", "is " + std::to_string(p.batch_count) +
+        ", more than this server's limit of " + std::to_string(o.max_images) + " images per request");
+  limit(p.width <= o.max_side, "width", "is " + std::to_string(p.width) + ", more than this server's limit of " +
+        std::to_string(o.max_side) + " pixels");
+  limit(p.height <= o.max_side, "height", "is " + std::to_string(p.height) + ", more than this server's limit of " +
+        std::to_string(o.max_side) + " pixels");
+  limit(p.steps <= o.max_steps, "steps", "is " + std::to_string(p.steps) + ", more than this server's limit of " +
+        std::to_string(o.max_steps) + " steps");
+  limit(p.prompt.size() <= o.max_prompt_chars, "prompt", "is " + std::to_string(p.prompt.size()) +
+        " bytes, more than this server's limit of " + std::to_string(o.max_prompt_chars));
+}
+
+std::string spelled(const Spelling& s, const std::string& field) {
+  const auto it = s.find(field);
+  return it == s.end() ? field : it->second;
+}
+
+}  // namespace
+
+void reply_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+void reply_error(httplib::Response& res, int status, const std::string& type, const std::string& message) {
+  reply_json(res, status, {{"error", {{"message", message}, {"type", type}, {"code", status}}}});
+}
+
+json parse_body(const httplib::Request& req) {
+  if (req.body.empty()) throw HttpError(400, "invalid_request_error", "the request has no body (expected JSON)");
+  const json j = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw HttpError(400, "invalid_request_error", "the body is not valid JSON");
+  if (!j.is_object()) throw HttpError(400, "invalid_request_error", "the body must be a JSON object");
+  return j;
+}
+
+httplib::Server::Handler guarded(std::function<void(const httplib::Request&, httplib::Response&)> handler) {
+  return [handler](const httplib::Request& req, httplib::Response& res) {
+    try {
+      handler(req, res);
+    } catch (const HttpError& e) {
+      reply_error(res, e.status, e.type, e.what());
+    } catch (const ParamError& e) {
+      reply_error(res, 400, "invalid_request_error", e.what());
+    } catch (const std::exception& e) {
+      reply_error(res, 500, "server_error", e.what());
+    }
+  };
+}
+
+std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const Spelling& spelling) {
+  auto job = std::make_shared<Job>();
+  job->id = new_job_id();
+  job->params = ctx.defaults;
+  GenerationParams& p = job->params;
+  try {
+    for (const char* fixed : {"model", "controlnet", "device", "dtype"})
+      if (fields.contains(fixed)) throw ParamError(fixed, "is chosen when the server starts, not per request");
+    set_params_from_json(p, fields);
+    if (p.prompt.empty()) throw ParamError("prompt", "is required");
+    check_limits(p, ctx.options);
+    validate(p);
+    validate_for_model(p);
+    const Pipeline& pipe = ctx.worker.pipeline();
+    if (!p.control_image.empty() && !pipe.components.controlnet)
+      throw ParamError("control_image", "this server's model has no ControlNet (start it with --controlnet DIR)");
+    if (!p.init_image.empty() && !pipe.components.transformer->config().guidance_embeds)
+      throw ParamError("init_image", "img2img needs a SANA-Sprint model; this server runs a flow teacher");
+    resolve_seed(p);
+    job->options = to_generate_options(p, /*allow_files=*/false);
+  } catch (const ParamError& e) {
+    throw ParamError(spelled(spelling, e.field()), e.message());
+  }
+  return job;
+}
+
+void run_job(Context& ctx, const std::shared_ptr<Job>& job) {
+  switch (ctx.worker.submit(job)) {
+    case Worker::Admission::queue_full:
+      throw HttpError(429, "rate_limit_error", "the queue is full (" + std::to_string(ctx.options.queue) +
+                                                   " jobs); try again later");
+    case Worker::Admission::shutting_down:
+      throw HttpError(503, "unavailable", "the server is shutting down");
+    case Worker::Admission::accepted:
+      break;
+  }
+  ctx.worker.wait(job);
+  switch (job->state) {
+    case Job::State::done: return;
+    case Job::State::failed: throw HttpError(500, "server_error", "generation failed: " + job->error);
+    case Job::State::superseded: throw HttpError(409, "conflict", "superseded by a newer frame of the same session");
+    default: throw HttpError(409, "conflict", "the job was cancelled" + (job->error.empty() ? "" : ": " + job->error));
+  }
+}
+
+std::string job_png(const Job& job, size_t i) {
+  return encode_png(job.images.at(i), {{"parameters", png_parameters(job.params, job.sampler, job.timesteps,
+                                                                     static_cast<int64_t>(i), "sana-sprint serve")}});
+}
+
+std::string job_png_base64(const Job& job, size_t i) { return base64_encode(job_png(job, i)); }
+
+}  // namespace sana::server

@@ -1,0 +1,64 @@
+#pragma once
+// What the route handlers share (src/server/): the worker, the model's default parameters, the options; JSON replies
+// and errors; turning a request's generation fields into a checked Job.
+#include <httplib.h>
+
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "sana/server/server.h"
+#include "sana/server/worker.h"
+
+namespace sana::server {
+
+using json = nlohmann::json;
+
+struct Context {
+  Worker& worker;
+  GenerationParams defaults;
+  ServerOptions options;
+  std::string model_name;
+};
+
+// An error answer: HTTP status, an OpenAI-style type, the message.
+struct HttpError : std::runtime_error {
+  HttpError(int status, std::string type, const std::string& message)
+      : std::runtime_error(message), status(status), type(std::move(type)) {}
+  int status;
+  std::string type;
+};
+
+void reply_json(httplib::Response& res, int status, const json& body);
+void reply_error(httplib::Response& res, int status, const std::string& type, const std::string& message);
+// The body as a JSON object (400 naming the problem otherwise).
+json parse_body(const httplib::Request& req);
+// A handler whose exceptions become JSON errors: HttpError as given, ParamError 400, anything else 500.
+httplib::Server::Handler guarded(std::function<void(const httplib::Request&, httplib::Response&)> handler);
+
+// Field names of an API, for error messages: canonical field -> the API's spelling.
+using Spelling = std::map<std::string, std::string>;
+
+// The model's defaults changed by `fields` (canonical generation-parameter names), within the server's limits,
+// validated, seed resolved, images decoded: a Job ready to submit. Errors are 400s spelled with `spelling`.
+std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const Spelling& spelling);
+
+// Submits and waits. 429 when the queue is full, 503 when shutting down, 500 when the job failed, 409 when it was
+// cancelled or superseded.
+void run_job(Context& ctx, const std::shared_ptr<Job>& job);
+
+// Image i of a finished job as a PNG with the parameters text chunk, and as base64.
+std::string job_png(const Job& job, size_t i);
+std::string job_png_base64(const Job& job, size_t i);
+
+void add_openai_routes(httplib::Server& server, Context& ctx);
+void add_a1111_routes(httplib::Server& server, Context& ctx);
+void add_job_routes(httplib::Server& server, Context& ctx);
+void add_live_routes(httplib::Server& server, Context& ctx);
+
+// The live page (page.html, embedded at build time).
+const std::string& live_page_html();
+
+}  // namespace sana::server

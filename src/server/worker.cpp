@@ -1,0 +1,220 @@
+// The model worker (worker.h).
+#include "sana/server/worker.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include <chrono>
+#include <random>
+
+#include "sana/error.h"
+
+namespace sana::server {
+namespace {
+
+// Thrown from the progress callback to stop a job between steps.
+struct Cancelled {};
+
+}  // namespace
+
+std::string state_name(Job::State s) {
+  switch (s) {
+    case Job::State::queued: return "queued";
+    case Job::State::running: return "running";
+    case Job::State::done: return "done";
+    case Job::State::failed: return "failed";
+    case Job::State::cancelled: return "cancelled";
+    case Job::State::superseded: return "superseded";
+  }
+  return "unknown";
+}
+
+std::string new_job_id() {
+  static std::mutex m;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard<std::mutex> lock(m);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "job-%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+double wall_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Worker::Worker(std::unique_ptr<Pipeline> pipeline, Options options)
+    : pipeline_(std::move(pipeline)), options_(options), prompts_(options.prompt_cache_size) {
+  thread_ = std::thread([this] { run(); });
+}
+
+Worker::~Worker() { shutdown(); }
+
+Worker::Admission Worker::submit(const std::shared_ptr<Job>& job) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) return Admission::shutting_down;
+  job->created = wall_seconds();
+  // A live frame meets its session's waiting frame: the newer of the two stays, the other is superseded.
+  if (!job->live_session.empty())
+    for (auto& waiting : queue_)
+      if (waiting->live_session == job->live_session) {
+        std::shared_ptr<Job> loser = job;
+        if (job->live_frame > waiting->live_frame) std::swap(loser, waiting);  // the new frame takes the place
+        jobs_[job->id] = job;
+        loser->state = Job::State::superseded;
+        loser->finished = wall_seconds();
+        done_.notify_all();
+        return Admission::accepted;
+      }
+  if (queue_.size() >= options_.queue_limit) return Admission::queue_full;
+  job->state = Job::State::queued;
+  jobs_[job->id] = job;
+  if (job->live_session.empty()) {
+    queue_.push_back(job);
+  } else {  // live frames go ahead of async work, behind other live frames
+    auto pos = queue_.begin();
+    while (pos != queue_.end() && !(*pos)->live_session.empty()) ++pos;
+    queue_.insert(pos, job);
+  }
+  forget_old_jobs();
+  wake_.notify_one();
+  return Admission::accepted;
+}
+
+void Worker::wait(const std::shared_ptr<Job>& job) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_.wait(lock, [&] { return job->state != Job::State::queued && job->state != Job::State::running; });
+}
+
+std::shared_ptr<Job> Worker::find(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second;
+}
+
+bool Worker::cancel(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = jobs_.find(id);
+  if (it == jobs_.end()) return false;
+  const auto& job = it->second;
+  if (job->state == Job::State::queued) {
+    for (auto q = queue_.begin(); q != queue_.end(); ++q)
+      if (*q == job) {
+        queue_.erase(q);
+        break;
+      }
+    job->state = Job::State::cancelled;
+    job->finished = wall_seconds();
+    done_.notify_all();
+    return true;
+  }
+  if (job->state == Job::State::running) {
+    job->cancel_requested = true;
+    return true;
+  }
+  return false;
+}
+
+void Worker::interrupt() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (running_) running_->cancel_requested = true;
+}
+
+void Worker::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    for (const auto& job : queue_) {
+      job->state = Job::State::cancelled;
+      job->error = "the server is shutting down";
+      job->finished = wall_seconds();
+    }
+    queue_.clear();
+    done_.notify_all();
+    wake_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+Worker::Status Worker::status() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return {queue_.size(), running_, done_count_, failed_count_};
+}
+
+void Worker::run() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and nothing left
+      job = queue_.front();
+      queue_.pop_front();
+      job->state = Job::State::running;
+      job->started = wall_seconds();
+      running_ = job;
+    }
+    Job::State final_state = Job::State::done;
+    try {
+      execute(*job);
+    } catch (const Cancelled&) {
+      final_state = Job::State::cancelled;
+    } catch (const std::exception& e) {
+      final_state = Job::State::failed;
+      job->error = e.what();
+    }
+    finish(job, final_state);
+  }
+}
+
+// Runs the pipeline: cached prompt embeddings, progress per step, cancellation between steps.
+void Worker::execute(Job& job) {
+  c10::InferenceMode inference;
+  GenerateOptions o = job.options;
+  const auto [embeds, mask] = prompts_.get(*pipeline_, job.params.prompt, o.prompt);
+  o.prompt_embeds = embeds, o.prompt_attention_mask = mask;
+  if (!pipeline_->components.transformer->config().guidance_embeds) {  // a teacher: CFG's negative, without CHI
+    PromptOptions negative = o.prompt;
+    negative.use_complex_human_instruction = false;
+    std::tie(o.negative_prompt_embeds, o.negative_prompt_attention_mask) =
+        prompts_.get(*pipeline_, job.params.negative_prompt, negative);
+  }
+  job.steps = o.steps;
+  const GenerateResult r = pipeline_->generate(o, [&](const std::string& stage, double) {
+    if (job.cancel_requested) throw Cancelled{};
+    if (stage.rfind("step", 0) == 0) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++job.step;
+    }
+  });
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (int64_t i = 0; i < r.images.size(0); ++i) job.images.push_back(r.images[i]);
+  job.timesteps = r.timesteps;
+  job.sampler = pipeline_->sampler_name(o);
+}
+
+void Worker::finish(const std::shared_ptr<Job>& job, Job::State state) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  job->state = state;
+  job->finished = wall_seconds();
+  running_.reset();
+  (state == Job::State::done ? done_count_ : failed_count_) += state == Job::State::cancelled ? 0 : 1;
+  done_.notify_all();
+}
+
+// Finished jobs are kept for polling, up to a count and an age.
+void Worker::forget_old_jobs() {
+  const double now = wall_seconds();
+  size_t finished = 0;
+  for (const auto& [id, job] : jobs_) finished += job->finished > 0;
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    const Job& j = *it->second;
+    const bool old = j.finished > 0 && (now - j.finished > options_.history_seconds || finished > options_.history_limit);
+    if (old) {
+      --finished;
+      it = jobs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace sana::server

@@ -1,0 +1,110 @@
+// The live page in a real browser (Debian's chromium, headless, driven by playwright-core): `sana-sprint serve` with
+// the shipped model on a free port; the page opens, strokes are drawn with the mouse, and the test checks that images
+// arrive, that the image changes with the drawing, that no frame ever waited behind another (at most one request in
+// flight), and that the server stops cleanly on SIGTERM. A screenshot is kept for people to look at.
+//
+// Usage: node live_page.test.mjs SANA_SPRINT_BINARY ARTIFACT_DIR
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const [binary, artifacts] = process.argv.slice(2);
+if (!binary || !artifacts) {
+  console.error("usage: node live_page.test.mjs SANA_SPRINT_BINARY ARTIFACT_DIR");
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+
+function fail(message) {
+  console.error("FAIL: " + message);
+  process.exitCode = 1;
+  throw new Error(message);
+}
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(binary, ["-t", "2", "serve", "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+    let log = "";
+    const timer = setTimeout(() => reject(new Error("the server did not start in 60 s:\n" + log)), 60000);
+    proc.stderr.on("data", (chunk) => {
+      log += chunk;
+      const m = log.match(/serving on http:\/\/127\.0\.0\.1:(\d+)\//);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ proc, port: Number(m[1]), log: () => log });
+      }
+    });
+    proc.on("exit", (code) => reject(new Error("the server exited (" + code + "):\n" + log)));
+  });
+}
+
+// A checksum of the result image's pixels, read back through a canvas.
+const imageChecksum = () => {
+  const img = document.getElementById("result");
+  if (!img.complete || !img.naturalWidth) return null;
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth;
+  c.height = img.naturalHeight;
+  const g = c.getContext("2d");
+  g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  let h = 0;
+  for (let i = 0; i < d.length; i++) h = (h * 31 + d[i]) >>> 0;
+  return h;
+};
+
+async function settled(page, minReceived) {
+  await page.waitForFunction(
+    (n) => window.sanaLive.received >= n && window.sanaLive.inFlight === 0 &&
+           window.sanaLive.version === window.sanaLive.sentVersion,
+    minReceived, { timeout: 60000, polling: 50 });
+  await page.waitForFunction(() => document.getElementById("result").complete, null, { timeout: 10000 });
+}
+
+const server = await startServer();
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1000, height: 700 } });
+  const consoleErrors = [];
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+  await page.goto(`http://127.0.0.1:${server.port}/`);
+  await settled(page, 1);  // the blank canvas' frame
+  const before = await page.evaluate(imageChecksum);
+  if (before === null) fail("no image after the first frame");
+
+  // Draw: a closed loop (a circle) and a stroke across, with the mouse, as a user would.
+  const box = await (await page.$("#canvas")).boundingBox();
+  const cx = box.x + box.width / 2, cy = box.y + box.height / 2, r = box.width / 4;
+  await page.mouse.move(cx + r, cy);
+  await page.mouse.down();
+  for (let a = 0; a <= 2 * Math.PI + 0.01; a += Math.PI / 24)
+    await page.mouse.move(cx + r * Math.cos(a), cy + r * Math.sin(a));
+  await page.mouse.up();
+  await settled(page, 2);
+  const after = await page.evaluate(imageChecksum);
+  const stats = await page.evaluate(() => ({ ...window.sanaLive }));
+  await page.screenshot({ path: path.join(artifacts, "live_page.png") });
+  console.log("frames sent " + stats.sent + ", received " + stats.received + ", errors " + stats.errors +
+              ", most in flight " + stats.maxInFlight + ", last latency " + stats.lastLatencyMs + " ms");
+  if (stats.errors !== 0) fail("the page reported " + stats.errors + " failed frames: " +
+                               await page.textContent("#error"));
+  if (stats.maxInFlight > 1) fail("a frame was sent while another was in flight (" + stats.maxInFlight + ")");
+  if (after === before) fail("the image did not change with the drawing");
+  if (consoleErrors.length) fail("page errors: " + consoleErrors.join("; "));
+} finally {
+  await browser.close();
+  const exited = new Promise((resolve) => server.proc.on("exit", (code, sig) => resolve([code, sig])));
+  server.proc.kill("SIGTERM");
+  const [code, sig] = await exited;
+  if (code !== 0) {
+    console.error(server.log());
+    fail("the server exited with " + code + " (" + sig + ") on SIGTERM, expected 0");
+  }
+}
+console.log("PASS: the live page drew with the model");

@@ -1,0 +1,302 @@
+// `sana-sprint serve` over real HTTP on an ephemeral loopback port, with the shipped shapes student: every route,
+// the images decoded and compared with the library's (the same seed gives the same image as `generate`), the bad
+// requests a client can send (each answered with its status and a message, the server serving on afterwards), the
+// queue limit, the live endpoint's latest-wins rule, the API key, CORS and an orderly stop.
+#include <httplib.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "sana/frontend/image_source.h"
+#include "sana/io/config.h"
+#include "sana/io/image.h"
+#include "sana/pipeline/pipeline.h"
+#include "sana/server/server.h"
+#include "test_util.h"
+
+using nlohmann::json;
+
+namespace {
+
+const std::string kStudent = std::string(SANA_MODELS_DIR) + "/sana-sprint-shapes";
+
+sana::GenerationParams model_defaults(const std::string& model) {
+  sana::GenerationParams p;
+  p.model = model;
+  sana::apply_model_defaults(p, {});
+  return p;
+}
+
+// A server on a free port, run on its own thread for the test's lifetime.
+class LiveServer {
+ public:
+  explicit LiveServer(sana::server::ServerOptions o = {}, const std::string& model = kStudent) {
+    o.port = 0;
+    server_ = std::make_unique<sana::server::Server>(sana::load_pipeline(model, at::kCPU, at::kFloat),
+                                                     model_defaults(model), o);
+    server_->bind();
+    thread_ = std::thread([this] { server_->run(); });
+  }
+  ~LiveServer() {
+    server_->stop();
+    thread_.join();
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(120, 0);
+    return c;
+  }
+  sana::server::Server& server() { return *server_; }
+
+ private:
+  std::unique_ptr<sana::server::Server> server_;
+  std::thread thread_;
+};
+
+json post_json(httplib::Client& c, const std::string& path, const json& body, int* status = nullptr,
+               const httplib::Headers& headers = {}) {
+  const auto r = c.Post(path.c_str(), headers, body.dump(), "application/json");
+  EXPECT_TRUE(r) << path << ": no response";
+  if (!r) return {};
+  if (status) *status = r->status;
+  return json::parse(r->body, nullptr, false);
+}
+
+at::Tensor decode_b64(const std::string& b64) { return sana::decode_png(sana::base64_decode(b64, "test"), "test"); }
+
+std::string b64_png_of(const std::string& path) { return sana::base64_encode(sana::read_text_file(path)); }
+
+// The library's image for the same request: what `generate` writes.
+at::Tensor library_image(const std::string& prompt, int64_t seed, int steps) {
+  static const auto pipe = sana::load_pipeline(kStudent, at::kCPU, at::kFloat);
+  sana::GenerationParams p = model_defaults(kStudent);
+  p.prompt = prompt, p.seed = seed, p.steps = steps;
+  const at::Tensor img = pipe->generate(sana::to_generate_options(p)).images[0];
+  return sana::decode_png(sana::encode_png(img), "library");
+}
+
+}  // namespace
+
+TEST(Server, OpenAIAndJobsAndA1111GiveTheLibrarysImages) {
+  LiveServer s;
+  auto c = s.client();
+  const at::Tensor expected = library_image("two red circles above a blue square", 7, 1);
+
+  int status = 0;
+  json r = post_json(c, "/v1/images/generations",
+                     {{"prompt", "two red circles above a blue square"}, {"seed", 7}, {"n", 2}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  ASSERT_EQ(r["data"].size(), 2u);
+  const at::Tensor first = decode_b64(r["data"][0]["b64_json"]);
+  EXPECT_EQ(first.sizes(), (std::vector<int64_t>{3, 64, 64}));
+  EXPECT_EQ(r["size"], "64x64");
+
+  r = post_json(c, "/v1/images/generations", {{"prompt", "two red circles above a blue square"}, {"seed", 7}}, &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_TRUE(at::equal(decode_b64(r["data"][0]["b64_json"]), expected));
+
+  r = post_json(c, "/sdapi/v1/txt2img",
+                {{"prompt", "two red circles above a blue square"}, {"seed", 7}, {"steps", 1}, {"cfg_scale", 4.5},
+                 {"sampler_name", "Euler a"}, {"n_iter", 1}},
+                &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_TRUE(at::equal(decode_b64(r["images"][0]), expected));
+  EXPECT_EQ(json::parse(r["info"].get<std::string>())["seed"], 7);
+
+  r = post_json(c, "/sprint/v1/jobs", {{"prompt", "two red circles above a blue square"}, {"seed", 7}}, &status);
+  ASSERT_EQ(status, 202) << r.dump();
+  const std::string id = r["id"];
+  for (int i = 0; i < 600 && r.value("status", "") != "done"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto g = c.Get(("/sprint/v1/jobs/" + id).c_str());
+    ASSERT_TRUE(g);
+    r = json::parse(g->body);
+  }
+  ASSERT_EQ(r["status"], "done") << r.dump();
+  EXPECT_TRUE(at::equal(decode_b64(r["images"][0]), expected));
+
+  // img2img through A1111: the init image comes back changed but of its size.
+  const std::string init = sana::base64_encode(sana::encode_png(at::full({3, 64, 64}, 0.9)));
+  r = post_json(c, "/sdapi/v1/img2img",
+                {{"prompt", "a red square"}, {"init_images", {init}}, {"denoising_strength", 1.0}, {"steps", 2}},
+                &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(decode_b64(r["images"][0]).sizes(), (std::vector<int64_t>{3, 64, 64}));
+}
+
+TEST(Server, DiscoveryRoutesAnswerWithTrueValues) {
+  LiveServer s;
+  auto c = s.client();
+  for (const char* path : {"/health", "/v1/models", "/sdapi/v1/options", "/sdapi/v1/sd-models", "/sdapi/v1/samplers",
+                           "/sdapi/v1/schedulers", "/sdapi/v1/progress", "/sdapi/v1/upscalers"}) {
+    SCOPED_TRACE(path);
+    const auto r = c.Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_FALSE(json::parse(r->body, nullptr, false).is_discarded());
+  }
+  EXPECT_EQ(json::parse(c.Get("/v1/models")->body)["data"][0]["id"], "sana-sprint-shapes");
+  EXPECT_EQ(json::parse(c.Get("/sdapi/v1/samplers")->body)[0]["name"], "SCM");
+  EXPECT_EQ(json::parse(c.Get("/sdapi/v1/options")->body)["sd_model_checkpoint"], "sana-sprint-shapes");
+  const auto page = c.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_NE(page->body.find("<canvas"), std::string::npos);
+}
+
+TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
+  sana::server::ServerOptions o;
+  o.max_body_bytes = 1 << 20;
+  LiveServer s(o);
+  auto c = s.client();
+  const std::string not_png = sana::base64_encode("GIF89a not a png at all");
+  struct Case {
+    std::string path, body;
+    int status;
+    std::string message;
+  } cases[] = {
+      {"/v1/images/generations", "{not json", 400, "not valid JSON"},
+      {"/v1/images/generations", "[1, 2]", 400, "must be a JSON object"},
+      {"/v1/images/generations", R"({"n": 1})", 400, "prompt: is required"},
+      {"/v1/images/generations", R"({"prompt": 5})", 400, "prompt: must be a string"},
+      {"/v1/images/generations", R"({"prompt": "x", "n": "two"})", 400, "n: must be an integer"},
+      {"/v1/images/generations", R"({"prompt": "x", "size": "0x0"})", 400, "size: must be between 1"},
+      {"/v1/images/generations", R"({"prompt": "x", "size": "100000x100000"})", 400, "size: is 100000, more than"},
+      {"/v1/images/generations", R"({"prompt": "x", "size": "4000x4000"})", 400, "limit of 2048 pixels"},
+      {"/v1/images/generations", R"({"prompt": "x", "size": "60x60"})", 400, "multiple of the VAE factor 8"},
+      {"/v1/images/generations", R"({"prompt": "x", "size": "big"})", 400, "WIDTHxHEIGHT"},
+      {"/v1/images/generations", R"({"prompt": "x", "n": 50})", 400, "limit of 8 images"},
+      {"/v1/images/generations", R"({"prompt": "x", "steps": 5000})", 400, "limit of 50 steps"},
+      {"/v1/images/generations", R"({"prompt": "x", "response_format": "url"})", 400, "\"url\" is not supported"},
+      {"/sdapi/v1/img2img", R"({"prompt": "x", "steps": 4, "init_images": ["@@@"]})", 400,
+       "init_images: is not valid base64"},
+      {"/sdapi/v1/img2img", R"({"prompt": "x", "steps": 4, "init_images": [")" + not_png + R"("]})", 400,
+       "init_images: is not a PNG"},
+      {"/sdapi/v1/img2img", R"({"prompt": "x", "steps": 1, "init_images": [")" + not_png + R"("]})", 400,
+       "denoising_strength: 0.6 with 1 steps leaves no step"},
+      {"/sdapi/v1/img2img", R"({"prompt": "x"})", 400, "init_images"},
+      {"/sprint/v1/jobs", R"({"prompt": "x", "model": "/etc"})", 400, "model: is chosen when the server starts"},
+      {"/sprint/v1/jobs", R"({"prompt": "x", "promt": "y"})", 400, "promt: is not a generation parameter"},
+      {"/sprint/v1/jobs", R"({"prompt": "x", "guidance": 1e30})", 400, "guidance: must be between 0 and 100"},
+      {"/sprint/v1/live", R"({"frame": 1, "prompt": "x"})", 400, "session: is required"},
+      {"/no/such/route", "{}", 404, "no route POST /no/such/route"},
+      {"/v1/images/generations", R"({"prompt": ")" + std::string(2 << 20, 'a') + R"("})", 413, "larger than"},
+  };
+  for (const auto& k : cases) {
+    SCOPED_TRACE(k.path + " " + k.body.substr(0, 80));
+    const auto r = c.Post(k.path.c_str(), k.body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, k.status);
+    const json j = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(j.contains("error")) << r->body;
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(k.message), std::string::npos) << r->body;
+    EXPECT_TRUE(j["error"].contains("type"));
+  }
+  EXPECT_EQ(c.Get("/nothing/here")->status, 404);
+  EXPECT_EQ(c.Get("/sprint/v1/jobs/job-0000")->status, 404);
+  // Still serving.
+  int status = 0;
+  post_json(c, "/v1/images/generations", {{"prompt", "a red square"}}, &status);
+  EXPECT_EQ(status, 200);
+}
+
+TEST(Server, ApiKeyAndCors) {
+  sana::server::ServerOptions o;
+  o.api_key = "sesame";
+  o.cors = {"http://example.test"};
+  LiveServer s(o);
+  auto c = s.client();
+  int status = 0;
+  const json r = post_json(c, "/v1/images/generations", {{"prompt", "a red square"}}, &status);
+  EXPECT_EQ(status, 401);
+  EXPECT_EQ(r["error"]["type"], "authentication_error");
+  post_json(c, "/v1/images/generations", {{"prompt", "a red square"}}, &status, {{"Authorization", "Bearer wrong"}});
+  EXPECT_EQ(status, 401);
+  post_json(c, "/v1/images/generations", {{"prompt", "a red square"}}, &status, {{"Authorization", "Bearer sesame"}});
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(c.Get("/health")->status, 200);  // open: monitoring
+  EXPECT_EQ(c.Get("/")->status, 200);        // open: the page asks for the key itself
+  const auto allowed = c.Get("/health", {{"Origin", "http://example.test"}});
+  EXPECT_EQ(allowed->get_header_value("Access-Control-Allow-Origin"), "http://example.test");
+  const auto other = c.Get("/health", {{"Origin", "http://elsewhere.test"}});
+  EXPECT_FALSE(other->has_header("Access-Control-Allow-Origin"));
+  const auto preflight = c.Options("/v1/images/generations", {{"Origin", "http://example.test"}});
+  EXPECT_EQ(preflight->status, 204);
+}
+
+TEST(Server, QueueLimitCancelAndOrderlyStop) {
+  sana::server::ServerOptions o;
+  o.queue = 2;
+  auto s = std::make_unique<LiveServer>(o);
+  auto c = s->client();
+  // Slow jobs (50 steps each): the first runs, two wait, the rest are refused.
+  std::vector<std::string> ids;
+  int refused = 0;
+  for (int i = 0; i < 5; ++i) {
+    int status = 0;
+    const json r = post_json(c, "/sprint/v1/jobs", {{"prompt", "a red square"}, {"steps", 50}, {"batch_count", 8}}, &status);
+    if (status == 202) ids.push_back(r["id"]);
+    if (status == 429) {
+      ++refused;
+      EXPECT_NE(r["error"]["message"].get<std::string>().find("queue is full"), std::string::npos);
+    }
+  }
+  EXPECT_GE(refused, 1);
+  ASSERT_GE(ids.size(), 2u);
+  // Cancel the last queued one: it ends cancelled without running.
+  int status = 0;
+  json r = post_json(c, "/sprint/v1/jobs/" + ids.back() + "/cancel", json::object(), &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(r["status"], "cancelled");
+  // Stop: the job in hand finishes; new work is refused meanwhile.
+  std::thread stopper([&] { s->server().stop(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto late = c.Post("/v1/images/generations", R"({"prompt": "x"})", "application/json");
+  if (late) EXPECT_EQ(late->status, 503);
+  stopper.join();
+  s.reset();
+}
+
+// Live frames: each answered with the image and its latency; a frame older than one already received, or overtaken
+// in the queue by a newer frame of its session, answers 409; the newest always comes back.
+TEST(Server, LiveFramesLatestWins) {
+  LiveServer s;
+  auto c = s.client();
+  const auto pipe_has_controlnet = sana::load_pipeline(kStudent, at::kCPU, at::kFloat)->components.controlnet != nullptr;
+  json frame = {{"session", "t"}, {"prompt", "a red circle"}, {"steps", 1}, {"format", "png"}};
+  if (pipe_has_controlnet) frame["image"] = "data:image/png;base64," + sana::base64_encode(sana::encode_png(at::ones({3, 64, 64})));
+  frame["frame"] = 1;
+  auto r = c.Post("/sprint/v1/live", frame.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "image/png");
+  EXPECT_TRUE(r->has_header("X-Latency-Ms"));
+  EXPECT_EQ(sana::decode_png(r->body, "live").size(1), 64);
+  r = c.Post("/sprint/v1/live", frame.dump(), "application/json");  // frame 1 again: stale
+  EXPECT_EQ(r->status, 409);
+  // Many frames at once from many connections: the newest is answered with an image, none fails otherwise.
+  std::atomic<int> ok{0}, conflicts{0}, other{0};
+  std::atomic<bool> newest_ok{false};
+  std::vector<std::thread> clients;
+  for (int f = 2; f <= 9; ++f)
+    clients.emplace_back([&, f] {
+      auto cc = s.client();
+      json j = frame;
+      j["frame"] = f;
+      j["steps"] = 4;
+      const auto rr = cc.Post("/sprint/v1/live", j.dump(), "application/json");
+      if (!rr) return (void)++other;
+      if (rr->status == 200) {
+        ++ok;
+        if (f == 9) newest_ok = true;
+      } else if (rr->status == 409) {
+        ++conflicts;
+      } else {
+        ++other;
+      }
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(other, 0);
+  EXPECT_TRUE(newest_ok) << "the newest frame can be neither stale nor overtaken";
+  EXPECT_EQ(ok + conflicts, 8);
+}
