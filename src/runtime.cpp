@@ -36,7 +36,12 @@ at::Device parse_device(const std::string& text, const std::string& flag) {
 }
 
 void set_threads(int threads) {
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Far more threads than cores only contend (and hundreds stall while being created).
+  if (threads > 4 * cores)
+    throw Error("-t/--threads: " + std::to_string(threads) + " is more than 4 x the " + std::to_string(cores) +
+                " cores of this machine");
+  at::set_num_threads(threads > 0 ? threads : cores);
 }
 
 void configure_runtime(int threads) {

@@ -41,7 +41,7 @@ TEST(AutoencoderDC, TiledDecodeBlendsTiles) {
   auto vae = sana::AutoencoderDC::from_pretrained(fixture("dcae_tiny"), at::kFloat);
   const int64_t f = vae->config().spatial_factor();
   at::manual_seed(0);
-  const at::Tensor z = at::randn({1, 4, 12, 6});
+  const at::Tensor z = at::randn({1, vae->config().latent_channels, 12, 6});
   const at::Tensor tiled = vae->decode_tiled(z, {8, 4});  // tiles at rows 0..8 and 4..12, full width
   const at::Tensor top = vae->decode(z.narrow(2, 0, 8)), bottom = vae->decode(z.narrow(2, 4, 8));
   ASSERT_EQ(tiled.sizes(), (std::vector<int64_t>{1, 3, 12 * f, 6 * f}));

@@ -26,9 +26,10 @@ TEST(Jvp, SprintStudentMatchesCentralDifference) {
 
   at::manual_seed(3);
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  const at::Tensor x = at::randn({2, 4, 8, 8}, f64), t = at::tensor({0.4, 1.2}, f64);
+  const at::Tensor like = io->get("case0.hidden_states").to(at::kDouble);  // the fixture's latent shape
+  const at::Tensor x = at::randn_like(like), t = at::linspace(0.4, 1.2, like.size(0), f64);
   // The sCM tangents: v_x = cos t sin t dx/dt / sigma_d (here a random direction), v_t = cos t sin t.
-  const at::Tensor vx = at::randn({2, 4, 8, 8}, f64), vt = at::cos(t) * at::sin(t);
+  const at::Tensor vx = at::randn_like(like), vt = at::cos(t) * at::sin(t);
   auto F = [&](const std::vector<at::Tensor>& a) { return student.forward(a[0], a[1], cond); };
 
   const auto [out, tangent] = sana::nn::jvp(F, {x, t}, {vx, vt});

@@ -69,9 +69,12 @@ TEST(LADD, TransformerExposesBlockFeaturesAndEmbeddedTimestep) {
   const at::Tensor out = model->forward(in, &aux);
   EXPECT_TRUE(at::equal(out, model->forward(in)));  // asking for features changes nothing
   ASSERT_EQ(aux.block_features.size(), 2u);
-  EXPECT_EQ(aux.block_features[0].sizes(), (std::vector<int64_t>{2, 64, 32}));
+  const auto& cfg = model->config();
+  const int64_t B = in.hidden_states.size(0), p = cfg.patch_size;
+  const int64_t tokens = in.hidden_states.size(2) / p * (in.hidden_states.size(3) / p);
+  EXPECT_EQ(aux.block_features[0].sizes(), (std::vector<int64_t>{B, tokens, cfg.inner_dim()}));
   EXPECT_FALSE(at::equal(aux.block_features[0], aux.block_features[1]));
-  EXPECT_EQ(aux.embedded_timestep.sizes(), (std::vector<int64_t>{2, 32}));
-  aux.block_ids = {5};
+  EXPECT_EQ(aux.embedded_timestep.sizes(), (std::vector<int64_t>{B, cfg.inner_dim()}));
+  aux.block_ids = {cfg.num_layers};  // one past the last block
   EXPECT_ANY_THROW(model->forward(in, &aux));
 }

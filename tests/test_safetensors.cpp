@@ -1,4 +1,6 @@
 // safetensors reader/writer: round trips, zero-copy mapping, sharded checkpoints, and one test per malformation.
+#include <sys/stat.h>
+
 #include <fstream>
 
 #include "sana/error.h"
@@ -214,6 +216,30 @@ TEST(SafetensorsMalformed, OffsetsOutOfRange) {
   const std::string path = dir.file("range.safetensors");
   write_raw(path, R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, '\0'));
   expect_open_error(path, {"'w'", "out of range"});
+}
+
+// 2^31 x 2^31 x 4 bytes is 2^64: a product that wraps to 0 must not pass for an empty tensor; 2^32 x 2^32 wraps the
+// element count itself. Products are taken in order, as PyTorch allocates: a leading 0 makes the tensor empty.
+TEST(SafetensorsMalformed, ShapeWhoseByteCountOverflows) {
+  TempDir dir;
+  for (const std::string shape : {"[2147483648,2147483648]", "[4294967296,4294967296]", "[4611686018427387904,8]",
+                                  "[4294967296,4294967296,0]"}) {
+    SCOPED_TRACE(shape);
+    const std::string path = dir.file("wrap.safetensors");
+    write_raw(path, R"({"w":{"dtype":"F32","shape":)" + shape + R"(,"data_offsets":[0,0]}})", "");
+    expect_open_error(path, {"'w'", "more bytes than a 64-bit size can count"});
+  }
+  const std::string path = dir.file("empty.safetensors");
+  write_raw(path, R"({"w":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})", "");
+  EXPECT_EQ(SafetensorsFile::open(path)->get("w").numel(), 0);
+}
+
+// Inputs are opened only if they are regular files: a named pipe would block the reader forever.
+TEST(SafetensorsMalformed, NamedPipeIsRefusedWithoutWaiting) {
+  TempDir dir;
+  const std::string path = dir.file("pipe.safetensors");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  expect_open_error(path, {"not a regular file"});
 }
 
 TEST(SafetensorsMalformed, OverlappingRanges) {

@@ -10,7 +10,12 @@ using sana::test::fixture;
 TEST(SCMScheduler, MatchesDiffusersFixture) {
   auto io = sana::SafetensorsFile::open(fixture("scheduler/io.safetensors"));
   const auto cfg = sana::load_scm_scheduler_config(fixture("scheduler/scheduler_config.json"));
-  for (int n : {1, 2, 4}) {
+  std::vector<int> step_counts;  // the recorded cases: "steps<N>.timesteps"
+  for (const auto& [name, info] : io->tensors())
+    if (name.rfind("steps", 0) == 0 && name.size() > 11 && name.substr(name.size() - 10) == ".timesteps")
+      step_counts.push_back(std::stoi(name.substr(5, name.size() - 15)));
+  ASSERT_FALSE(step_counts.empty());
+  for (int n : step_counts) {
     SCOPED_TRACE("steps " + std::to_string(n));
     const std::string p = "steps" + std::to_string(n) + ".";
     sana::SCMScheduler sched(cfg);

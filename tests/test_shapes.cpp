@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "sana/error.h"
 #include "sana/shapes/control_eval.h"
 #include "sana/shapes/eval.h"
 #include "sana/shapes/world.h"
@@ -134,6 +135,47 @@ TEST(Shapes, DescriptionRoundTrip) {
     EXPECT_EQ(Scene::from_json(s.to_json()).to_json(), s.to_json());
   }
   EXPECT_ANY_THROW(Scene::from_json("{\"category\": \"nope\"}"));
+}
+
+// What each category's check reads must be in the description: a malformed one is an Error, never read past.
+TEST(Shapes, MalformedDescriptionsAreErrors) {
+  using json = nlohmann::json;
+  const json one = json::parse(scene_for(5, 0).to_json())["objects"][0];
+  const auto scene = [&](const std::string& category, int objects, const std::string& relation) {
+    json j = {{"category", category}, {"caption", "x"}, {"relation", relation}, {"objects", json::array()}};
+    for (int i = 0; i < objects; ++i) j["objects"].push_back(one);
+    return j;
+  };
+  struct Case {
+    json description;
+    std::string expect;
+  } cases[] = {
+      {scene("two_objects", 1, "none"), "has two objects, not 1"},
+      {scene("color_attribution", 3, "none"), "has two objects, not 3"},
+      {scene("position", 2, "none"), "needs a relation"},
+      {scene("counting", 1, "none"), "2 to 4 objects"},
+      {scene("single_object", 0, "none"), "0 objects"},
+      {scene("counting", 5, "none"), "5 objects"},
+      {scene("single_object", 2, "none"), "has one object, not 2"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.description.dump());
+    try {
+      Scene::from_json(c.description.dump());
+      ADD_FAILURE() << "accepted";
+    } catch (const sana::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(c.expect), std::string::npos) << e.what();
+    }
+  }
+  json bad = scene("single_object", 1, "none");
+  bad["objects"][0]["size"] = "huge";
+  EXPECT_THROW(Scene::from_json(bad.dump()), sana::Error);
+  bad["objects"][0]["size"] = "small";
+  bad["objects"][0]["radius"] = 0;
+  EXPECT_THROW(Scene::from_json(bad.dump()), sana::Error);
+  EXPECT_THROW(Scene::from_json(R"({"category":"single_object","caption":"x","relation":"none","objects":[{"shape":"circle",)"
+                                R"("color":"red","size":"small","cx":1e999,"cy":0.5,"radius":0.1}]})"),
+               sana::Error);
 }
 
 // The scribble outlines each object: stroke pixels lie on the boundary of the object masks (within the thickness),

@@ -128,14 +128,20 @@ TEST(SanaTransformer, BadInputsAreClearErrors) {
   auto io = sana::SafetensorsFile::open(fixture("transformer_sprint_tiny/io.safetensors"));
   auto in = inputs_of(*io, "case0");
   auto bad = in;
-  bad.hidden_states = at::zeros({2, 3, 8, 8});
-  EXPECT_NE(error_of([&] { model->forward(bad); }).find("hidden_states must be [B, 4, H, W]"), std::string::npos);
+  const auto hs = in.hidden_states.sizes();
+  bad.hidden_states = at::zeros({hs[0], hs[1] + 1, hs[2], hs[3]});
+  const std::string channels = std::to_string(model->config().in_channels);
+  EXPECT_NE(error_of([&] { model->forward(bad); }).find("hidden_states must be [B, " + channels + ", H, W]"),
+            std::string::npos);
   bad = in;
   bad.guidance = at::Tensor();
   EXPECT_NE(error_of([&] { model->forward(bad); }).find("needs a guidance tensor"), std::string::npos);
   bad = in;
-  bad.encoder_attention_mask = at::ones({2, 3}, at::kLong);
-  EXPECT_NE(error_of([&] { model->forward(bad); }).find("encoder_attention_mask must be [2, 10]"), std::string::npos);
+  const auto mask = in.encoder_attention_mask.sizes();
+  bad.encoder_attention_mask = at::ones({mask[0], mask[1] + 1}, at::kLong);
+  EXPECT_NE(error_of([&] { model->forward(bad); })
+                .find("encoder_attention_mask must be [" + std::to_string(mask[0]) + ", " + std::to_string(mask[1]) + "]"),
+            std::string::npos);
 }
 
 TEST(SanaTransformer, Real06BConfigParameterCountAndNames) {

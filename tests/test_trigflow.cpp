@@ -89,6 +89,8 @@ struct FlowTeacher {
     in.timestep = s;
     return model->forward(in);
   };
+  // A tensor of the fixture's latent shape (batch, channels, size), for noise.
+  at::Tensor latent_like() const { return io->get("case0.hidden_states").to(at::kDouble); }
 };
 
 }  // namespace
@@ -99,7 +101,8 @@ TEST(TrigFlow, SameX0PredictionAsTheFlowModel) {
   FlowTeacher teacher;
   at::manual_seed(5);
   const double sd = 0.5;
-  const at::Tensor x_t = at::randn({2, 4, 8, 8}, at::kDouble) * sd, t = at::tensor({0.35, 1.25}, at::kDouble);
+  const at::Tensor x_t = at::randn_like(teacher.latent_like()) * sd;
+  const at::Tensor t = at::linspace(0.35, 1.25, x_t.size(0), at::kDouble);
   const at::Tensor F = sana::trigflow_from_flow(teacher.velocity, x_t / sd, t);
   const at::Tensor x0_trig = sana::trigflow_predict_x0(x_t, t, F, sd) / sd;  // in unit-variance units
   const at::Tensor s = sana::trigflow_to_flow_time(t);
@@ -114,7 +117,7 @@ TEST(TrigFlow, OdeSamplerMatchesFlowEuler) {
   FlowTeacher teacher;
   at::manual_seed(6);
   const double sd = 0.5;
-  const at::Tensor noise = at::randn({2, 4, 8, 8}, at::kDouble);
+  const at::Tensor noise = at::randn_like(teacher.latent_like());
   const int steps = 6;
   // The flow Euler scheduler's times s_i (diffusers' schedule, shift 1) and the matched TrigFlow times
   // t_i = atan(s_i / (1 - s_i)) (t = pi/2 at s = 1). The scheduler starts from the noise at s_0 = 1.

@@ -11,4 +11,10 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The first line of a message (LibTorch's errors go on with backtraces and hints).
+inline std::string first_line(const std::string& message) {
+  const size_t end = message.find('\n');
+  return end == std::string::npos ? message : message.substr(0, end);
+}
+
 }  // namespace sana

@@ -16,12 +16,12 @@ stage() { echo "== $(date +%T) $*" >&2; }
 resume_flag() { [ -f "$1/training/checkpoint.safetensors" ] && echo --resume || true; }
 
 stage "1/5 control data: the 20000 training scenes with their scribbles (1-3 px outlines)"
-[ -f "$work/control-data/0019999.png" ] || "$S" shapes make-dataset -o "$work/control-data" -n 20000 --size 64 -s 1 \
+[ -f "$work/control-data/0019999.png" ] || "$S" shapes make-dataset -o "$work/control-data" -n 20000 --size 64 -s 1 --overwrite \
   --control
 
 stage "2/5 latent cache with control latents"
 [ -f "$work/control-cache/cache_config.json" ] || "$S" cache --data "$work/control-data" --base "$teacher" \
-  -o "$work/control-cache" --max-sequence-length 32
+  -o "$work/control-cache" --max-sequence-length 32 --overwrite
 
 stage "3/5 the teacher's ControlNet by flow matching (3 of 6 blocks)"
 [ -f "$work/cn-teacher/config.json" ] || "$S" train-controlnet --objective flow --base "$teacher" \

@@ -18,7 +18,7 @@ ev() { local name="$1"; shift; echo "== $(date +%T) eval $name" >&2; "$S" eval -
 # The baseline that needs no training: the teacher's ControlNet moved onto the student (distillation at 0 steps).
 [ -f "$work/cn-transferred/config.json" ] || "$S" train-controlnet --objective distill --base "$student" \
   --teacher "$teacher" --teacher-controlnet "$work/cn-teacher" --cache "$work/control-cache" \
-  -o "$work/cn-transferred" --steps 0 --sample-every -1 -s 1
+  -o "$work/cn-transferred" --steps 0 --sample-every -1 -s 1 --overwrite
 
 ev vae-roundtrip -m "$teacher" --vae-roundtrip    # the ceiling: the true scenes through the VAE
 ev teacher-20 -m "$teacher" --steps 20 --guidance 4.5

@@ -13,7 +13,7 @@ stage() { echo "== $(date +%T) $*" >&2; }
 resume_flag() { [ -f "$1/training/checkpoint.safetensors" ] && echo --resume || true; }
 
 stage "1/6 dataset: 20000 scenes at 64x64"
-[ -f "$work/data/0019999.png" ] || "$S" shapes make-dataset -o "$work/data" -n 20000 --size 64 -s 1
+[ -f "$work/data/0019999.png" ] || "$S" shapes make-dataset -o "$work/data" -n 20000 --size 64 -s 1 --overwrite
 
 stage "2/6 tiny DC-AE (factor 8, 16 latent channels)"
 [ -f "$work/base/vae/config.json" ] || "$S" train-vae --data "$work/data" --config "$here/vae_config.json" \
@@ -22,10 +22,10 @@ stage "2/6 tiny DC-AE (factor 8, 16 latent channels)"
 
 stage "3/6 tokenizer (SentencePiece on the captions) and frozen random Gemma-2"
 [ -f "$work/base/text_encoder/model.safetensors" ] || "$S" text-encoder --data "$work/data" \
-  --config "$here/text_encoder_config.json" --vocab-size 384 -s 1 -o "$work/base"
+  --config "$here/text_encoder_config.json" --vocab-size 384 -s 1 -o "$work/base" --overwrite
 
 stage "4/6 latent cache"
-[ -f "$work/cache/cache_config.json" ] || "$S" cache --data "$work/data" --base "$work/base" -o "$work/cache" \
+[ -f "$work/cache/cache_config.json" ] || "$S" cache --data "$work/data" --base "$work/base" -o "$work/cache" --overwrite \
   --max-sequence-length 32
 
 stage "5/6 teacher by flow matching"

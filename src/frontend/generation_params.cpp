@@ -231,6 +231,8 @@ void validate(const P& p) {
             num(p.strength) + " with " + std::to_string(p.steps) +
                 " steps leaves no step to run (img2img runs int(steps * strength) steps)");
   check_parses("dtype", [&] { parse_dtype(p.dtype, "dtype"); });
+  require(!(p.dtype == "fp16" || p.dtype == "float16") || p.device.rfind("cuda", 0) == 0, "dtype",
+          "fp16 runs on CUDA only; on the CPU use fp32 or bf16");
   check_parses("device", [&] { parse_device(p.device, "device"); });
 }
 

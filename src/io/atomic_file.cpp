@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -24,6 +26,24 @@ AtomicFile::~AtomicFile() {
   std::remove(tmp_.c_str());
 }
 
+namespace {
+
+// Fault injection for the kill -9 test (docs/RELIABILITY.md): SANA_TEST_KILL_BEFORE_RENAME=NAME:K makes the process
+// SIGKILL itself at the K-th commit of a file named NAME, with the temp file written and the old file in place:
+// the moment a crash would do the most harm.
+void maybe_kill_before_rename(const std::string& path) {
+  static const char* spec = std::getenv("SANA_TEST_KILL_BEFORE_RENAME");
+  static int seen = 0;
+  if (!spec || !*spec) return;
+  const std::string s(spec);
+  const size_t colon = s.rfind(':');
+  const std::string name = s.substr(0, colon);
+  if (std::filesystem::path(path).filename() != name) return;
+  if (++seen == std::atoi(s.c_str() + colon + 1)) std::raise(SIGKILL);
+}
+
+}  // namespace
+
 void AtomicFile::commit() {
   out_.flush();
   const bool ok = static_cast<bool>(out_);
@@ -33,6 +53,7 @@ void AtomicFile::commit() {
     ::fsync(fd);
     ::close(fd);
   }
+  maybe_kill_before_rename(path_);
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     throw Error("cannot rename " + tmp_ + " to " + path_ + ": " + std::strerror(errno));
   committed_ = true;

@@ -1,6 +1,9 @@
 #include "sana/io/config.h"
 
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -45,11 +48,19 @@ class Fields {
       if (!v.is_boolean()) fail(key, "must be true or false, got " + v.dump());
       return v.get<bool>();
     } else if constexpr (std::is_integral_v<T>) {
+      // Checked, not wrapped: 4294967302 is not 6.
       if (!v.is_number_integer()) fail(key, "must be an integer, got " + v.dump());
-      return v.get<T>();
+      const bool fits = v.is_number_unsigned()
+                            ? v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                            : v.get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                                  v.get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max());
+      if (!fits) fail(key, "is " + v.dump() + ", out of range");
+      return static_cast<T>(v.get<int64_t>());
     } else if constexpr (std::is_floating_point_v<T>) {
       if (!v.is_number()) fail(key, "must be a number, got " + v.dump());
-      return v.get<T>();
+      const T x = v.get<T>();
+      if (!std::isfinite(x)) fail(key, "must be a finite number, got " + v.dump());
+      return x;
     } else {
       if (!v.is_string()) fail(key, "must be a string, got " + v.dump());
       return v.get<std::string>();
@@ -70,9 +81,39 @@ json parse_object(const std::string& text, const std::string& source) {
   return j;
 }
 
+// Dimensions that would divide by zero, shift by an undefined amount or allocate without bound.
+void check_autoencoder_dims(const AutoencoderDCConfig& c, const Fields& f) {
+  auto in_range = [&](const char* key, int v, int lo, int hi) {
+    if (v < lo || v > hi)
+      f.fail(key, "has " + std::to_string(v) + ", expected " + std::to_string(lo) + ".." + std::to_string(hi));
+  };
+  in_range("in_channels", c.in_channels, 1, 64);
+  in_range("latent_channels", c.latent_channels, 1, 4096);
+  in_range("attention_head_dim", c.attention_head_dim, 1, 4096);
+  for (const auto* list : {&c.encoder_block_out_channels, &c.decoder_block_out_channels}) {
+    const char* key = list == &c.encoder_block_out_channels ? "encoder_block_out_channels" : "decoder_block_out_channels";
+    in_range(key, static_cast<int>(list->size()), 1, 12);  // 2^11: a factor far above DC-AE's 32
+    for (int ch : *list) in_range(key, ch, 1, 1 << 15);
+  }
+  for (const auto* list : {&c.encoder_layers_per_block, &c.decoder_layers_per_block})
+    for (int n : *list) in_range(list == &c.encoder_layers_per_block ? "encoder_layers_per_block" : "decoder_layers_per_block", n, 0, 64);
+  for (const auto* scales : {&c.encoder_qkv_multiscales, &c.decoder_qkv_multiscales})
+    for (const auto& ks : *scales)
+      for (int k : ks) in_range("qkv_multiscales", k, 1, 31);
+}
+
 }  // namespace
 
-std::string read_text_file(const std::string& path) {
+std::string read_text_file(const std::string& path, uint64_t max_bytes) {
+  // Only regular files: a named pipe or a device would block or never end.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) throw Error("cannot read " + path + ": no such file");
+  if (!std::filesystem::is_regular_file(status)) throw Error("cannot read " + path + ": not a regular file");
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > max_bytes)
+    throw Error("cannot read " + path + ": " + std::to_string(size) + " bytes, more than the limit of " +
+                std::to_string(max_bytes));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read " + path);
   std::ostringstream ss;
@@ -127,6 +168,25 @@ SanaTransformerConfig parse_sana_config(const std::string& text, const std::stri
   positive("cross_attention_dim", c.cross_attention_dim);
   positive("caption_channels", c.caption_channels);
   positive("patch_size", c.patch_size);
+  positive("sample_size", c.sample_size);
+  // Bounds far above any real model, below what would overflow a size computation or exhaust memory silently.
+  auto at_most = [&](const char* key, int v, int limit) {
+    if (v > limit) f.fail(key, "is " + std::to_string(v) + ", more than the limit of " + std::to_string(limit));
+  };
+  at_most("num_layers", c.num_layers, 1024);
+  for (const auto& [key, v] : {std::pair<const char*, int>{"in_channels", c.in_channels}, {"out_channels", c.out_channels},
+                               {"caption_channels", c.caption_channels}, {"cross_attention_dim", c.cross_attention_dim}})
+    at_most(key, v, 1 << 16);
+  at_most("patch_size", c.patch_size, 64);
+  if (static_cast<int64_t>(c.num_attention_heads) * c.attention_head_dim > (1 << 16))
+    f.fail("num_attention_heads", "times attention_head_dim is more than the limit of 65536");
+  if (static_cast<int64_t>(c.num_cross_attention_heads) * c.cross_attention_head_dim > (1 << 16))
+    f.fail("num_cross_attention_heads", "times cross_attention_head_dim is more than the limit of 65536");
+  if (!(c.mlp_ratio > 0) || c.mlp_ratio > 64 || c.ff_hidden() < 1)
+    f.fail("mlp_ratio", "must be positive and at most 64 (and give at least one hidden channel)");
+  if (!(c.norm_eps > 0)) f.fail("norm_eps", "must be positive");
+  if (!(c.dropout >= 0 && c.dropout < 1)) f.fail("dropout", "must be in [0, 1)");
+  if (!(c.timestep_scale > 0)) f.fail("timestep_scale", "must be positive");
   if (c.qk_norm && *c.qk_norm != "rms_norm_across_heads")
     f.fail("qk_norm", "is '" + *c.qk_norm + "'; supported: null or \"rms_norm_across_heads\"");
   return c;
@@ -166,8 +226,9 @@ AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path) {
     if (!j[key].is_array()) f.fail(key, "must be a list of integers");
     v.clear();
     for (const auto& e : j[key]) {
-      if (!e.is_number_integer()) f.fail(key, "must be a list of integers");
-      v.push_back(e.get<int>());
+      if (!e.is_number_integer() || e.get<int64_t>() < -(1 << 30) || e.get<int64_t>() > (1 << 30))
+        f.fail(key, "must be a list of integers");
+      v.push_back(static_cast<int>(e.get<int64_t>()));
     }
   };
   auto scales = [&](const char* key, std::vector<std::vector<int>>& v) {
@@ -178,8 +239,9 @@ AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path) {
       if (!e.is_array()) f.fail(key, "must be a list of lists of kernel sizes");
       std::vector<int> ks;
       for (const auto& k : e) {
-        if (!k.is_number_integer()) f.fail(key, "kernel sizes must be integers");
-        ks.push_back(k.get<int>());
+        if (!k.is_number_integer() || k.get<int64_t>() < 0 || k.get<int64_t>() > 1024)
+          f.fail(key, "kernel sizes must be integers in 1..31");
+        ks.push_back(static_cast<int>(k.get<int64_t>()));
       }
       v.push_back(ks);
     }
@@ -232,7 +294,8 @@ AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path) {
     if (t != "silu" && t != "relu" && t != "gelu") f.fail("decoder_act_fns", "'" + t + "' is not supported");
   if (c.decoder_conv_act_fn != "relu" && c.decoder_conv_act_fn != "silu")
     f.fail("decoder_conv_act_fn", "'" + c.decoder_conv_act_fn + "' is not supported");
-  if (c.scaling_factor <= 0) f.fail("scaling_factor", "must be positive");
+  if (!(c.scaling_factor >= 1e-6 && c.scaling_factor <= 1e6)) f.fail("scaling_factor", "must be in [1e-6, 1e6]");
+  check_autoencoder_dims(c, f);
   return c;
 }
 
@@ -262,8 +325,25 @@ Gemma2Config load_gemma2_config(const std::string& path) {
   f.read("eos_token_id", c.eos_token_id);
   f.read("bos_token_id", c.bos_token_id);
   f.read("torch_dtype", c.torch_dtype);
+  auto in_range = [&](const char* key, int v, int lo, int hi) {
+    if (v < lo || v > hi)
+      f.fail(key, "has " + std::to_string(v) + ", expected " + std::to_string(lo) + ".." + std::to_string(hi));
+  };
+  in_range("vocab_size", c.vocab_size, 1, 1 << 24);
+  in_range("hidden_size", c.hidden_size, 1, 1 << 16);
+  in_range("intermediate_size", c.intermediate_size, 1, 1 << 18);
+  in_range("num_hidden_layers", c.num_hidden_layers, 1, 1024);
+  in_range("num_attention_heads", c.num_attention_heads, 1, 1024);
+  in_range("head_dim", c.head_dim, 1, 4096);
+  in_range("max_position_embeddings", c.max_position_embeddings, 1, 1 << 20);
   if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0)
     f.fail("num_key_value_heads", "must divide num_attention_heads");
+  if (!(c.rms_norm_eps > 0)) f.fail("rms_norm_eps", "must be positive");
+  if (!(c.rope_theta > 0)) f.fail("rope_theta", "must be positive");
+  if (!(c.query_pre_attn_scalar > 0)) f.fail("query_pre_attn_scalar", "must be positive");
+  if (c.sliding_window && *c.sliding_window < 1) f.fail("sliding_window", "must be positive or null");
+  if (c.attn_logit_softcapping && !(*c.attn_logit_softcapping > 0))
+    f.fail("attn_logit_softcapping", "must be positive or null");
   if (c.hidden_activation != "gelu_pytorch_tanh" && c.hidden_activation != "gelu")
     f.fail("hidden_activation", "is '" + c.hidden_activation + "'; supported: gelu_pytorch_tanh, gelu");
   return c;
@@ -278,7 +358,7 @@ SCMSchedulerConfig load_scm_scheduler_config(const std::string& path) {
   f.read("sigma_data", c.sigma_data);
   if (c.prediction_type != "trigflow")
     f.fail("prediction_type", "is '" + c.prediction_type + "'; SCMScheduler supports only \"trigflow\"");
-  if (c.sigma_data <= 0) f.fail("sigma_data", "must be positive");
+  if (!(c.sigma_data >= 1e-6 && c.sigma_data <= 1e6)) f.fail("sigma_data", "must be in [1e-6, 1e6]");
   return c;
 }
 

@@ -32,9 +32,14 @@ void read_bytes(png_structp png, png_bytep out, png_size_t n) {
   c->pos += n;
 }
 
+// libpng prints errors and warnings to stderr by default; here an error only unwinds to the setjmp of the caller,
+// which reports it as one sana::Error line.
+void quiet_error(png_structp png, png_const_charp) { png_longjmp(png, 1); }
+void quiet_warning(png_structp, png_const_charp) {}
+
 // libpng's read state, freed on every path out, errors included.
 struct PngReader {
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, quiet_error, quiet_warning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   ~PngReader() { png_destroy_read_struct(&png, &info, nullptr); }
 };
@@ -96,7 +101,7 @@ std::string encode_png(const at::Tensor& image, const std::map<std::string, std:
     chunks.push_back(t);
   }
   std::string bytes;
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, quiet_error, quiet_warning);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   const bool ok = png && info &&
                   write_png_rows(png, info, &bytes, hwc.data_ptr<uint8_t>(), W, H, chunks.data(),

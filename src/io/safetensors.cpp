@@ -7,13 +7,16 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <unordered_set>
 #include <set>
 
 #include "sana/error.h"
 #include "sana/io/atomic_file.h"
+#include "sana/io/config.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors stores little-endian data; big-endian hosts are not supported"
@@ -21,6 +24,39 @@
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+
+namespace {
+
+// Records the keys of the outermost object and stops at the first that repeats. Linear in the header's size.
+struct TopLevelKeys : nlohmann::json_sax<json> {
+  int depth = 0;
+  std::unordered_set<std::string> seen;
+  std::string duplicate;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return ++depth, true; }
+  bool end_object() override { return --depth, true; }
+  bool start_array(std::size_t) override { return ++depth, true; }
+  bool end_array() override { return --depth, true; }
+  bool key(string_t& k) override {
+    if (depth == 1 && !seen.insert(k).second) duplicate = k;
+    return duplicate.empty();
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+};
+
+std::string first_duplicate_top_level_key(const char* begin, const char* end) {
+  TopLevelKeys keys;
+  json::sax_parse(begin, end, &keys);  // syntax errors are reported by the full parse that follows
+  return keys.duplicate;
+}
+
+}  // namespace
 
 namespace sana {
 namespace {
@@ -61,9 +97,12 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& 
   auto file = std::shared_ptr<SafetensorsFile>(new SafetensorsFile());
   file->path_ = path;
 
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  // Checked before opening: opening a named pipe for reading blocks until a writer comes.
   struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) fail(path, "not a regular file");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     fail(path, "not a regular file");
@@ -93,19 +132,13 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& 
   const uint64_t data_size = size - 8 - header_len;
   file->data_ = bytes + 8 + header_len;
 
-  // Parse, rejecting duplicate top-level names (nlohmann would silently keep the last one).
-  std::set<std::string> seen;
-  std::string duplicate;
+  // Duplicate top-level names are found by a first SAX pass (nlohmann would silently keep the last one). Its
+  // callback parser is not used for this: it rescans the whole object after each entry, quadratic in the tensor count.
+  const char* text = reinterpret_cast<const char*>(bytes + 8);
+  const std::string duplicate = first_duplicate_top_level_key(text, text + header_len);
   json header;
   try {
-    header = json::parse(bytes + 8, bytes + 8 + header_len,
-                         [&](int depth, json::parse_event_t event, json& parsed) {
-                           if (depth == 1 && event == json::parse_event_t::key) {
-                             const auto& key = parsed.get_ref<const std::string&>();
-                             if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-                           }
-                           return true;
-                         });
+    header = json::parse(text, text + header_len);
   } catch (const json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
@@ -136,14 +169,21 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& 
     TensorInfo info;
     info.dtype = it->second;
 
-    uint64_t numel = 1;
+    // Shapes are multiplied in order with an overflow check, as PyTorch does when it allocates: a [2^31, 2^31] F32
+    // tensor is 2^64 bytes (refused), not 0, and [2^32, 2^32, 0] is refused as PyTorch would refuse it.
+    int64_t numel = 1;
+    bool overflow = false;
     for (const auto& d : entry["shape"]) {
       if (!d.is_number_unsigned()) fail(path, where + "shape entries must be non-negative integers");
       const uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > (uint64_t{1} << 62) / v) fail(path, where + "shape is absurdly large");
-      numel *= v;
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) fail(path, where + "shape entry too large");
+      overflow = overflow || __builtin_mul_overflow(numel, static_cast<int64_t>(v), &numel);
       info.shape.push_back(static_cast<int64_t>(v));
     }
+    int64_t bytes = 0;
+    overflow = overflow || __builtin_mul_overflow(numel, static_cast<int64_t>(c10::elementSize(info.dtype)), &bytes);
+    if (overflow) fail(path, where + "shape " + entry["shape"].dump() + " has more bytes than a 64-bit size can count");
+    const uint64_t expected = static_cast<uint64_t>(bytes);
     for (const auto& o : entry["data_offsets"])
       if (!o.is_number_unsigned()) fail(path, where + "data_offsets must be non-negative integers");
     info.begin = entry["data_offsets"][0].get<uint64_t>();
@@ -152,7 +192,6 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& 
     if (info.end > data_size)
       fail(path, where + "data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
                      ") out of range: the data buffer has " + std::to_string(data_size) + " bytes");
-    const uint64_t expected = numel * c10::elementSize(info.dtype);
     if (info.end - info.begin != expected)
       fail(path, where + "byte range holds " + std::to_string(info.end - info.begin) + " bytes but shape x " +
                      dtype_name + " needs " + std::to_string(expected));
@@ -207,11 +246,9 @@ Checkpoint Checkpoint::open(const std::string& path) {
     return ckpt;
   }
 
-  std::ifstream in(path);
-  if (!in) throw Error("checkpoint index " + path + ": cannot open");
   json index;
   try {
-    index = json::parse(in);
+    index = json::parse(read_text_file(path, 256 << 20));
   } catch (const json::exception& e) {
     throw Error("checkpoint index " + path + ": not valid JSON: " + e.what());
   }

@@ -14,6 +14,7 @@ void decode_and_finish(const PipelineComponents& c, const GenerateOptions& o, Ge
   const AutoencoderDC& vae = *c.vae;
   const at::Tensor z = r.final_latents.to(vae.dtype()) / vae.config().scaling_factor;
   r.vae_decoded = (o.tiled_decode ? vae.decode_tiled(z, o.tiling) : vae.decode(z)).to(at::kFloat);
+  require_finite(r.vae_decoded, "vae decode");
   if (progress) progress("vae decode", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   r.images = (resize_from_bin(r.vae_decoded, o.height, o.width) / 2 + 0.5).clamp(0, 1).cpu();
 }

@@ -72,6 +72,11 @@ std::pair<at::Tensor, at::Tensor> Pipeline::encode_prompt(const std::vector<std:
   return encode_prompt_with(*components.tokenizer, *components.text_encoder, prompts, options, components.device);
 }
 
+void require_finite(const at::Tensor& t, const std::string& stage) {
+  if (t.defined() && !at::isfinite(t).all().item<bool>())
+    throw Error(stage + ": the values became NaN or infinite (broken weights, config or settings)");
+}
+
 std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,
                                         const std::string& controlnet_dir) {
   const ModelIndex index = open_pipeline_folder(dir);

@@ -27,6 +27,7 @@ std::pair<at::Tensor, at::Tensor> prompt_embeddings_for(const PipelineComponents
     if (!c.tokenizer || !c.text_encoder) throw Error("this pipeline has no text encoder: pass prompt embeddings");
     std::tie(embeds, mask) = encode_prompt_with(*c.tokenizer, *c.text_encoder, o.prompts, o.prompt, c.device);
   }
+  require_finite(embeds, "text encoder");
   if (o.num_images_per_prompt > 1) {
     embeds = embeds.repeat_interleave(o.num_images_per_prompt, 0);
     mask = mask.repeat_interleave(o.num_images_per_prompt, 0);

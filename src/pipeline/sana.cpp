@@ -65,6 +65,9 @@ std::pair<at::Tensor, at::Tensor> SanaPipeline::model_text(const GenerateOptions
 GenerateResult SanaPipeline::generate(const GenerateOptions& o, const ProgressFn& progress) const {
   c10::InferenceMode inference;
   if (o.image.defined()) throw Error("image: img2img is implemented for SANA-Sprint pipelines, not for a flow teacher");
+  if (!o.timesteps.empty())  // TrigFlow angles mean nothing to a flow sampler; ignoring them would be silent
+    throw Error("timesteps: custom schedules are for SANA-Sprint pipelines; a flow teacher follows its "
+                "scheduler_config.json (set steps and sampler instead)");
   const SanaTransformer2DModel& transformer = *components.transformer;
   GenerateResult r;
   std::tie(r.generated_height, r.generated_width) = generation_size(components, o);
@@ -93,6 +96,7 @@ GenerateResult SanaPipeline::generate(const GenerateOptions& o, const ProgressFn
     if (o.record_steps) r.steps.push_back({in.hidden_states, in.timestep, out, in.controlnet_block_samples});
     const at::Tensor v = cfg ? out.narrow(0, 0, B) + o.guidance_scale * (out.narrow(0, B, B) - out.narrow(0, 0, B)) : out;
     x = scheduler->step(v, i, x);
+    require_finite(x, "step " + std::to_string(i + 1) + "/" + std::to_string(scheduler->num_steps()));
     if (progress) progress("step " + std::to_string(i + 1) + "/" + std::to_string(scheduler->num_steps()), now() - t0);
   }
   r.denoised.push_back(x);

@@ -119,6 +119,7 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
     const at::Tensor F = model.forward(x / sigma_d, t, cond);
     if (o.record_steps) r.steps.push_back({x / sigma_d, t, F, {}});
     std::tie(x, x0) = scheduler.step(F.to(at::kFloat) * sigma_d, i, x, gen);
+    require_finite(x0, "step " + std::to_string(i + 1 - first) + "/" + std::to_string(n - first));
     r.denoised.push_back(x0);
     if (progress) progress("step " + std::to_string(i + 1 - first) + "/" + std::to_string(n - first), now() - t0);
   }

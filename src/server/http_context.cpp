@@ -57,8 +57,10 @@ httplib::Server::Handler guarded(std::function<void(const httplib::Request&, htt
       reply_error(res, e.status, e.type, e.what());
     } catch (const ParamError& e) {
       reply_error(res, 400, "invalid_request_error", e.what());
+    } catch (const std::bad_alloc&) {
+      reply_error(res, 500, "server_error", "out of memory");
     } catch (const std::exception& e) {
-      reply_error(res, 500, "server_error", e.what());
+      reply_error(res, 500, "server_error", first_line(e.what()));
     }
   };
 }

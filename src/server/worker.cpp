@@ -161,9 +161,12 @@ void Worker::run() {
       execute(*job);
     } catch (const Cancelled&) {
       final_state = Job::State::cancelled;
+    } catch (const std::bad_alloc&) {
+      final_state = Job::State::failed;
+      job->error = "out of memory";
     } catch (const std::exception& e) {
       final_state = Job::State::failed;
-      job->error = e.what();
+      job->error = first_line(e.what());
     }
     finish(job, final_state);
   }

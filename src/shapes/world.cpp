@@ -323,12 +323,27 @@ Scene Scene::from_json(const std::string& text) {
     for (const auto& o : j.at("objects"))
       s.objects.push_back({parse_enum(o.at("shape").get<std::string>(), all_shapes(), "shape"),
                            parse_enum(o.at("color").get<std::string>(), all_colors(), "colour"),
-                           o.at("size").get<std::string>() == "small" ? Size::small : Size::large,
+                           parse_enum<Size>(o.at("size").get<std::string>(), {Size::small, Size::large}, "size"),
                            o.at("cx").get<double>(), o.at("cy").get<double>(), o.at("radius").get<double>()});
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("shapes description: ") + e.what());
   }
-  if (s.objects.empty()) throw Error("shapes description: no objects");
+  // What each category's check reads must be there: one object, two, 2-4 alike, two with a relation.
+  const size_t n = s.objects.size();
+  const bool two = s.category == Category::two_objects || s.category == Category::color_attribution ||
+                   s.category == Category::position;
+  if (n < 1 || n > 4) throw Error("shapes description: " + std::to_string(n) + " objects (1 to 4)");
+  if ((s.category == Category::single_object || s.category == Category::colors) && n != 1)
+    throw Error("shapes description: a '" + name(s.category) + "' scene has one object, not " + std::to_string(n));
+  if (two && n != 2)
+    throw Error("shapes description: a '" + name(s.category) + "' scene has two objects, not " + std::to_string(n));
+  if (s.category == Category::counting && n < 2)
+    throw Error("shapes description: a 'counting' scene has 2 to 4 objects, not " + std::to_string(n));
+  if (s.category == Category::position && s.relation == Relation::none)
+    throw Error("shapes description: a 'position' scene needs a relation");
+  for (const Object& o : s.objects)
+    if (!(std::isfinite(o.cx) && std::isfinite(o.cy) && std::isfinite(o.radius) && o.radius > 0 && o.radius < 1))
+      throw Error("shapes description: object coordinates must be finite, radius in (0, 1)");
   return s;
 }
 

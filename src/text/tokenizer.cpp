@@ -43,13 +43,34 @@ std::string shim_path() {
   return SANA_SPM_SHIM_BUILD_PATH;
 }
 
+// AddressSanitizer's dlopen refuses RTLD_DEEPBIND (a deep-bound library may pair the other allocator's malloc and
+// free). The shim never lets memory cross its boundary (each side frees what it allocated), so sanitizer builds call
+// libc's dlopen past the interceptor (docs/RELIABILITY.md).
+void* open_shim(const std::string& path) {
+  constexpr int flags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#if defined(__SANITIZE_ADDRESS__)
+#define SANA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANA_ASAN 1
+#endif
+#endif
+#ifdef SANA_ASAN
+  using DlopenFn = void* (*)(const char*, int);
+  static const auto libc_dlopen = reinterpret_cast<DlopenFn>(dlsym(RTLD_NEXT, "dlopen"));
+  return libc_dlopen(path.c_str(), flags);
+#else
+  return dlopen(path.c_str(), flags);
+#endif
+}
+
 const SpmApi& spm() {
   static SpmApi api;
   static std::once_flag once;
   static std::string error;
   std::call_once(once, [] {
     const std::string path = shim_path();
-    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    void* h = open_shim(path);
     if (!h) {
       error = "cannot load the sentencepiece shim " + path + ": " + dlerror();
       return;
@@ -93,6 +114,7 @@ GemmaTokenizer GemmaTokenizer::from_pretrained(const std::string& dir) {
 }
 
 GemmaTokenizer GemmaTokenizer::from_model_file(const std::string& path) {
+  if (!fs::is_regular_file(path)) throw Error("tokenizer " + path + ": not a regular file");  // a pipe would block
   const SpmApi& api = spm();
   GemmaTokenizer tok;
   char err[512] = {0};

@@ -90,9 +90,20 @@ class Distillation {
 };
 
 void check(const DistillOptions& d) {
-  if (d.loss != "scm" && d.loss != "ladd" && d.loss != "hybrid")
-    throw Error("--loss must be scm, ladd or hybrid, got '" + d.loss + "'");
-  if (d.cfg_scales.empty()) throw Error("--cfg-scales: at least one value");
+  const auto require = [](bool ok, const std::string& msg) {
+    if (!ok) throw Error(msg);
+  };
+  require(d.loss == "scm" || d.loss == "ladd" || d.loss == "hybrid", "--loss must be scm, ladd or hybrid, got '" + d.loss + "'");
+  require(!d.cfg_scales.empty(), "--cfg-scales: at least one value");
+  for (double w : d.cfg_scales) require(std::isfinite(w) && w >= 0 && w <= 100, "--cfg-scales: values must be in [0, 100]");
+  require(std::isfinite(d.p_mean) && std::isfinite(d.d_p_mean), "--p-mean must be a finite number");
+  require(std::isfinite(d.p_std) && d.p_std > 0 && std::isfinite(d.d_p_std) && d.d_p_std > 0,
+          "--p-std must be a positive number");
+  require(d.tangent_warmup >= 0, "--tangent-warmup must be at least 0");
+  require(std::isfinite(d.adv_weight) && d.adv_weight >= 0, "--adv-weight must be a number >= 0");
+  require(d.largest_timestep_prob >= 0 && d.largest_timestep_prob <= 1, "--largest-timestep-prob must be in [0, 1]");
+  require(std::isfinite(d.lr_d) && d.lr_d >= 0, "--lr-d must be a number >= 0");
+  require(std::isfinite(d.sigma_data) && d.sigma_data > 0, "sigma_data must be positive");
   if (!fs::exists(fs::path(d.teacher) / "transformer" / "config.json"))
     throw Error("--teacher: " + d.teacher + " has no transformer/config.json (a SanaPipeline folder from sana-sprint train)");
   if (!d.teacher_controlnet.empty() && !fs::exists(fs::path(d.teacher_controlnet) / "config.json"))
@@ -113,7 +124,10 @@ Distillation::Distillation(const DistillOptions& d, const TrainOptions& o)
                                                      at::TensorOptions().dtype(parse_dtype(o.dtype)).device(parse_device(o.device)));
   if (teacher_->config().guidance_embeds) throw Error("--teacher: the transformer already has a guidance embedding");
   blocks_ = head_blocks(d, teacher_->config().num_layers);
-  run_ = std::make_unique<TrainingRun>(d.teacher_controlnet.empty() ? "distill" : "train-controlnet", o, shape());
+  run_ = std::make_unique<TrainingRun>(d.teacher_controlnet.empty() ? "distill" : "train-controlnet", o, shape(),
+                                       std::vector<std::pair<std::string, std::string>>{
+                                           {"--teacher", d.teacher}, {"--cache", d.cache},
+                                           {"--teacher-controlnet", d.teacher_controlnet}, {"--base", d.student}});
   opts_ = run_->tensor_options();
   for (auto& p : teacher_->parameters()) p.set_requires_grad(false);
   build_networks();

@@ -1,7 +1,17 @@
 // The shared flow-matching training step (flow_step.h).
 #include "train/flow_step.h"
 
+#include <cmath>
+
+#include "sana/error.h"
+
 namespace sana::detail {
+
+void check_flow_law(double logit_mean, double logit_std, double caption_dropout) {
+  if (!std::isfinite(logit_mean)) throw Error("--logit-mean must be a finite number");
+  if (!(std::isfinite(logit_std) && logit_std > 0)) throw Error("--logit-std must be a positive number");
+  if (!(caption_dropout >= 0 && caption_dropout <= 1)) throw Error("--caption-dropout must be in [0, 1]");
+}
 
 FlowStepDraws draw_flow_step(const TrainingRun& run, const LatentCache& cache, const Batch& b, uint64_t seed,
                              int64_t step, int64_t Bg, const FlowLaw& law) {

@@ -16,6 +16,9 @@ struct FlowLaw {
   double logit_mean = 0, logit_std = 1, caption_dropout = 0.1;
 };
 
+// Error naming the flag unless the law's settings are usable (finite, std > 0, dropout a probability).
+void check_flow_law(double logit_mean, double logit_std, double caption_dropout);
+
 FlowStepDraws draw_flow_step(const TrainingRun& run, const LatentCache& cache, const Batch& b, uint64_t seed,
                              int64_t step, int64_t global_batch, const FlowLaw& law);
 

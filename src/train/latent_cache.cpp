@@ -1,6 +1,7 @@
 // The latent cache: reading it and building it from an image-caption folder (sana/train/data.h).
 #include <c10/core/InferenceMode.h>
 
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -8,6 +9,7 @@
 #include "sana/error.h"
 #include "sana/io/atomic_file.h"
 #include "sana/io/config.h"
+#include "sana/io/output_folder.h"
 #include "sana/io/image.h"
 #include "sana/io/safetensors.h"
 #include "sana/models/dcae.h"
@@ -25,6 +27,35 @@ namespace sana {
 using detail::note;
 using detail::now;
 
+namespace {
+
+// A cache tensor with the expected rank, and, where `like` is given, the same trailing sizes (every shard holds the
+// same kind of sample). Checked here so a damaged or mixed cache is one line naming the file, not an indexing error.
+at::Tensor cache_tensor(const SafetensorsFile& f, const std::string& name, int64_t dims, const at::Tensor& like = {}) {
+  if (!f.contains(name)) throw Error("--cache: " + f.path() + " has no tensor '" + name + "'");
+  const at::Tensor t = f.get(name);
+  const auto shape = [](const at::Tensor& x) { return c10::str(x.sizes()); };
+  if (t.dim() != dims)
+    throw Error("--cache: " + f.path() + ": '" + name + "' has shape " + shape(t) + ", expected " +
+                std::to_string(dims) + " dimensions");
+  if (like.defined() && t.sizes().slice(1) != like.sizes().slice(1))
+    throw Error("--cache: " + f.path() + ": '" + name + "' has shape " + shape(t) + ", unlike the first shard's " +
+                shape(like) + " (one cache holds one kind of sample)");
+  return t;
+}
+
+template <class T>
+T cache_setting(const json& cfg, const char* key, T fallback, const std::string& path) {
+  if (!cfg.contains(key)) return fallback;
+  try {
+    return cfg[key].get<T>();
+  } catch (const json::exception&) {
+    throw Error("--cache: " + path + ": '" + key + "' has the wrong type");
+  }
+}
+
+}  // namespace
+
 LatentCache LatentCache::open(const std::string& dir) {
   const fs::path root(dir);
   const fs::path cfg_path = root / "cache_config.json";
@@ -35,13 +66,17 @@ LatentCache LatentCache::open(const std::string& dir) {
   LatentCache c;
   std::vector<at::Tensor> lat, emb, mask, control;
   for (const auto& s : cfg["shards"]) {
+    if (!s.is_string()) throw Error("--cache: " + cfg_path.string() + ": 'shards' must list file names");
     const auto f = SafetensorsFile::open((root / s.get<std::string>()).string());
-    for (const char* name : {"latents", "prompt_embeds", "prompt_attention_mask"})
-      if (!f->contains(name)) throw Error("--cache: " + f->path() + " has no tensor '" + name + "'");
-    lat.push_back(f->get("latents").to(at::kFloat));
-    emb.push_back(f->get("prompt_embeds").to(at::kFloat));
-    mask.push_back(f->get("prompt_attention_mask").to(at::kLong));
-    if (f->contains("control_latents")) control.push_back(f->get("control_latents").to(at::kFloat));
+    lat.push_back(cache_tensor(*f, "latents", 4, lat.empty() ? at::Tensor() : lat[0]).to(at::kFloat));
+    emb.push_back(cache_tensor(*f, "prompt_embeds", 3, emb.empty() ? at::Tensor() : emb[0]).to(at::kFloat));
+    mask.push_back(cache_tensor(*f, "prompt_attention_mask", 2, emb.back().select(2, 0)).to(at::kLong));
+    if (f->contains("control_latents"))
+      control.push_back(cache_tensor(*f, "control_latents", 4, lat.back()).to(at::kFloat));
+    const int64_t rows = lat.back().size(0);
+    if (emb.back().size(0) != rows || mask.back().size(0) != rows ||
+        (control.size() == lat.size() && control.back().size(0) != rows))
+      throw Error("--cache: " + f->path() + ": its tensors hold different numbers of samples");
   }
   if (lat.empty()) throw Error("--cache: " + dir + " lists no shards");
   if (!control.empty() && control.size() != lat.size())
@@ -51,17 +86,23 @@ LatentCache LatentCache::open(const std::string& dir) {
   c.prompt_embeds = at::cat(emb);
   c.prompt_attention_mask = at::cat(mask);
   const auto null = SafetensorsFile::open((root / "null.safetensors").string());
-  c.null_embeds = null->get("prompt_embeds").to(at::kFloat);
-  c.null_mask = null->get("prompt_attention_mask").to(at::kLong);
+  c.null_embeds = cache_tensor(*null, "prompt_embeds", 2).to(at::kFloat);
+  c.null_mask = cache_tensor(*null, "prompt_attention_mask", 1).to(at::kLong);
+  if (c.null_embeds.sizes() != emb[0].sizes().slice(1) || c.null_mask.size(0) != c.null_embeds.size(0))
+    throw Error("--cache: " + null->path() + ": the empty prompt's embedding does not match the shards' " +
+                c10::str(emb[0].sizes().slice(1)));
   std::istringstream caps(read_text_file((root / "captions.txt").string()));
   for (std::string line; std::getline(caps, line);) c.captions.push_back(line);
   if (static_cast<int64_t>(c.captions.size()) != c.size())
     throw Error("--cache: " + dir + ": captions.txt has " + std::to_string(c.captions.size()) + " lines for " +
                 std::to_string(c.size()) + " latents");
-  c.prompt.max_sequence_length = cfg.value("max_sequence_length", 300);
-  c.prompt.use_complex_human_instruction = cfg.value("use_complex_human_instruction", false);
-  c.scaling_factor = cfg.value("scaling_factor", 1.0);
-  c.image_size = cfg.value("image_size", 0);
+  const std::string p = cfg_path.string();
+  c.prompt.max_sequence_length = cache_setting(cfg, "max_sequence_length", 300, p);
+  c.prompt.use_complex_human_instruction = cache_setting(cfg, "use_complex_human_instruction", false, p);
+  c.scaling_factor = cache_setting(cfg, "scaling_factor", 1.0, p);
+  c.image_size = cache_setting(cfg, "image_size", 0, p);
+  if (!std::isfinite(c.scaling_factor) || c.scaling_factor <= 0)
+    throw Error("--cache: " + p + ": 'scaling_factor' must be a positive number");
   return c;
 }
 
@@ -123,6 +164,9 @@ at::Tensor load_images(const std::vector<std::string>& files, int64_t i, int64_t
 
 void build_latent_cache(const CacheOptions& o) {
   c10::InferenceMode inference;
+  OutputFolderRule rule;
+  rule.overwrite = o.overwrite;
+  check_output_folder(o.out, {{"--data", o.data}, {"--base", o.base}}, rule);
   const ImageCaptionFolder data = ImageCaptionFolder::open(o.data);
   if (o.batch_size < 1) throw Error("--batch-size must be at least 1, got " + std::to_string(o.batch_size));
   const fs::path base(o.base);

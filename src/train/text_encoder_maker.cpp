@@ -6,6 +6,7 @@
 #include "sana/error.h"
 #include "sana/io/atomic_file.h"
 #include "sana/io/config.h"
+#include "sana/io/output_folder.h"
 #include "sana/models/gemma2.h"
 #include "sana/nn/module_io.h"
 #include "sana/text/prompt.h"
@@ -19,7 +20,11 @@ using json = nlohmann::json;
 namespace sana {
 
 void make_text_encoder(const std::string& data, const std::string& config, int vocab_size, uint64_t seed,
-                       const std::string& out) {
+                       const std::string& out, bool overwrite) {
+  OutputFolderRule rule;
+  rule.overwrite = overwrite;
+  rule.written_parts = {"tokenizer", "text_encoder"};  // added into a model folder beside what is there
+  check_output_folder(out, {{"--data", data}}, rule);
   const ImageCaptionFolder folder = ImageCaptionFolder::open(data);
   const fs::path tok_dir = fs::path(out) / "tokenizer", te_dir = fs::path(out) / "text_encoder";
   fs::create_directories(tok_dir);

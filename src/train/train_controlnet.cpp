@@ -60,6 +60,7 @@ void sample_grid(const std::string& path, const std::string& base, const std::sh
 }  // namespace
 
 void train_controlnet_flow(const ControlNetFlowOptions& f, const TrainOptions& o) {
+  check_flow_law(f.logit_mean, f.logit_std, f.caption_dropout);
   const LatentCache cache = LatentCache::open(f.cache);
   const auto opts = at::TensorOptions().dtype(parse_dtype(o.dtype)).device(parse_device(o.device));
   const auto teacher = frozen_transformer(f.base, opts);
@@ -68,7 +69,8 @@ void train_controlnet_flow(const ControlNetFlowOptions& f, const TrainOptions& o
   TrainingRun run("train-controlnet", o,
                   {{"objective", "flow"}, {"base", fs::absolute(f.base).string()}, {"num_layers", L},
                    {"logit_mean", f.logit_mean}, {"logit_std", f.logit_std}, {"caption_dropout", f.caption_dropout},
-                   {"cache", fs::absolute(f.cache).string()}});
+                   {"cache", fs::absolute(f.cache).string()}},
+                  {{"--base", f.base}, {"--cache", f.cache}});
   auto controlnet = controlnet_from_transformer(*teacher, L);
   const NamedTensors params = trainable(*controlnet);
   const auto optim = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);

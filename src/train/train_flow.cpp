@@ -81,11 +81,15 @@ void sample_teacher_grid(const std::string& path, const std::shared_ptr<SanaTran
 }  // namespace
 
 void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
+  check_flow_law(f.logit_mean, f.logit_std, f.caption_dropout);
+  if (o.steps < 1)  // from a random initialisation, 0 steps would export noise as a model
+    throw Error("--steps must be at least 1 for a model trained from scratch, got " + std::to_string(o.steps));
   const LatentCache cache = LatentCache::open(f.cache);
   const json cfg_json = teacher_config(f, cache);
   TrainingRun run("train", o,
                   {{"config", cfg_json}, {"logit_mean", f.logit_mean}, {"logit_std", f.logit_std},
-                   {"caption_dropout", f.caption_dropout}});
+                   {"caption_dropout", f.caption_dropout}},
+                  {{"--cache", f.cache}, {"--base", f.base}});
   const auto opts = run.tensor_options();
   const at::Device device = run.device();
   auto model = std::make_shared<SanaTransformer2DModel>(parse_sana_transformer_config(cfg_json.dump(), f.config), opts);

@@ -73,9 +73,12 @@ void export_vae(const AutoencoderDC& model, const std::string& config, const std
 }  // namespace
 
 void train_vae(const std::string& data, const std::string& config, const TrainOptions& o) {
+  if (o.steps < 1)  // from a random initialisation, 0 steps would export noise as a model
+    throw Error("--steps must be at least 1 for a model trained from scratch, got " + std::to_string(o.steps));
   const ImageCaptionFolder folder = ImageCaptionFolder::open(data);
   const AutoencoderDCConfig cfg = load_autoencoder_dc_config(config);
-  TrainingRun run("train-vae", o, {{"config", fs::absolute(config).string()}, {"data", fs::absolute(data).string()}});
+  TrainingRun run("train-vae", o, {{"config", fs::absolute(config).string()}, {"data", fs::absolute(data).string()}},
+                  {{"--data", data}});
   const auto opts = run.tensor_options();
   run.note("train-vae: loading " + std::to_string(folder.images.size()) + " images from " + data);
   const at::Tensor images = load_all_images(folder, cfg.spatial_factor());

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "sana/error.h"
+#include "sana/io/output_folder.h"
 #include "sana/runtime.h"
 #include "train/checkpoint.h"
 
@@ -37,11 +38,19 @@ void check_options(const TrainOptions& o) {
 
 }  // namespace
 
-TrainingRun::TrainingRun(std::string command, const TrainOptions& o, json shape)
+TrainingRun::TrainingRun(std::string command, const TrainOptions& o, json shape,
+                         const std::vector<std::pair<std::string, std::string>>& inputs)
     : command_(std::move(command)), o_(o), shape_(std::move(shape)), env_(dist_env_from_environment()) {
   check_options(o);
+  if (main_rank()) {  // the other processes find rank 0's files there
+    OutputFolderRule rule;
+    rule.resume = o.resume;
+    rule.overwrite = o.overwrite;
+    check_output_folder(o.out, inputs, rule);
+  }
   device_ = parse_device(o.device);
   dtype_ = parse_dtype(o.dtype);
+  if (dtype_ == at::kHalf && device_.is_cpu()) throw Error("--dtype fp16 runs on CUDA only; on the CPU use fp32 or bf16");
   const json shared = shared_shape(o);
   for (const auto& [k, v] : shared.items()) shape_[k] = v;
   shape_["command"] = command_;
@@ -108,6 +117,13 @@ void TrainingRun::save(int64_t step) const {
 
 void TrainingRun::end_step(int64_t step, const Values& logged, const Values& shown, const Labels& labels) {
   if (log_) log_->write(step, logged, labels);
+  // A non-finite loss or gradient skips its step; a run of them means the training diverged.
+  for (const auto& [k, v] : logged)
+    if (k == "skipped") skipped_in_a_row_ = v > 0 ? skipped_in_a_row_ + 1 : 0;
+  if (skipped_in_a_row_ >= kMaxSkippedInARow)
+    throw Error(command_ + ": stopped at step " + std::to_string(step + 1) + " after " +
+                std::to_string(skipped_in_a_row_) + " steps in a row with a non-finite loss or gradient (diverged: "
+                "lower --lr, or check the data); the last checkpoint is from before");
   const bool last = step + 1 == o_.steps;
   if (main_rank() && ((step + 1) % o_.log_every == 0 || last)) progress_->update(step + 1, shown);
   if ((step + 1) % o_.checkpoint_every == 0 || last) save(step + 1);

@@ -25,7 +25,9 @@ class TrainingRun {
  public:
   // `command` names the run in messages; `shape` holds the command's own options that shape the run (the shared
   // ones are added here). Both are recorded in every checkpoint, and a resume that changes any is refused.
-  TrainingRun(std::string command, const TrainOptions& options, nlohmann::json shape);
+  // `inputs` ({flag, folder}) may not be the output folder (docs/RELIABILITY.md: the output rule).
+  TrainingRun(std::string command, const TrainOptions& options, nlohmann::json shape,
+              const std::vector<std::pair<std::string, std::string>>& inputs = {});
   ~TrainingRun();
 
   // What each checkpoint saves and a resume restores, under a prefix.
@@ -78,6 +80,8 @@ class TrainingRun {
   std::unique_ptr<JsonlLog> log_;
   std::unique_ptr<Progress> progress_;
   std::string dir_;  // <out>/training
+  int skipped_in_a_row_ = 0;
+  static constexpr int kMaxSkippedInARow = 20;
 };
 
 }  // namespace sana::detail

@@ -68,7 +68,12 @@ int run_eval_folder(const EvalCommand& c) {
     fs::path desc = png;
     desc.replace_extension(".json");
     if (!fs::exists(desc)) throw Error("eval: " + png.string() + " has no description " + desc.string());
-    const auto scene = shapes::Scene::from_json(read_text_file(desc.string()));
+    shapes::Scene scene;
+    try {
+      scene = shapes::Scene::from_json(read_text_file(desc.string()));
+    } catch (const Error& e) {
+      throw Error(desc.string() + ": " + e.what());
+    }
     shapes::add_result(report, scene, shapes::check(scene, shapes::detect(load_png(png.string()))));
   }
   std::cout << report.to_markdown();

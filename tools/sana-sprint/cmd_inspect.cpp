@@ -1,4 +1,5 @@
 // `sana-sprint inspect`: validate a safetensors checkpoint and list its tensors.
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -10,6 +11,21 @@ namespace fs = std::filesystem;
 
 namespace sana::cli {
 namespace {
+
+// Names and metadata come from the file: control characters (terminal escapes) are shown as \xNN, not sent.
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
 
 int run_inspect(const std::string& path) {
   auto open = [&]() {
@@ -27,10 +43,10 @@ int run_inspect(const std::string& path) {
     int64_t numel = 1;
     for (auto d : info.shape) numel *= d;
     total += numel;
-    std::cout << name << "  " << safetensors_dtype_name(info.dtype) << "  " << c10::str(at::IntArrayRef(info.shape))
-              << "\n";
+    std::cout << printable(name) << "  " << safetensors_dtype_name(info.dtype) << "  "
+              << c10::str(at::IntArrayRef(info.shape)) << "\n";
   }
-  for (const auto& [k, v] : ckpt.metadata()) std::cout << "metadata " << k << " = " << v << "\n";
+  for (const auto& [k, v] : ckpt.metadata()) std::cout << "metadata " << printable(k) << " = " << printable(v) << "\n";
   std::cout << ckpt.names().size() << " tensors, " << total << " elements\n";
   return 0;
 }

@@ -6,6 +6,7 @@
 #include "sana/error.h"
 #include "sana/io/atomic_file.h"
 #include "sana/io/image.h"
+#include "sana/io/output_folder.h"
 #include "sana/shapes/world.h"
 
 namespace fs = std::filesystem;
@@ -19,6 +20,7 @@ struct MakeDataset {
   int size = 64;
   uint64_t seed = 0;
   bool control = false;
+  bool overwrite = false;
 };
 
 // The scribble of scene `index`: outline thickness drawn from [1, 3] pixels at 64 px (scaled with the size), from
@@ -30,7 +32,11 @@ at::Tensor scribble_for(const shapes::Scene& scene, uint64_t seed, int64_t index
 
 int run_make_dataset(const MakeDataset& m) {
   if (m.count < 1) throw Error("--count must be at least 1");
-  if (m.size < 8) throw Error("--size must be at least 8");
+  if (m.size < 8 || m.size > 4096) throw Error("--size must be between 8 and 4096 pixels");
+  if (m.count > 100'000'000) throw Error("--count: at most 100000000 images");
+  OutputFolderRule rule;
+  rule.overwrite = m.overwrite;
+  check_output_folder(m.out, {}, rule);
   fs::create_directories(m.out);
   const double t0 = now();
   for (int64_t i = 0; i < m.count; ++i) {
@@ -62,6 +68,7 @@ Subcommand add_shapes(CLI::App& app) {
   make->add_option("-s,--seed", m->seed, "seed of the scene stream")->capture_default_str();
   make->add_flag("--control", m->control,
                  "also write each scene's scribble NNNNNNN.control.png (white outlines on black, 1-3 px at 64 px)");
+  make->add_flag("--overwrite", m->overwrite, "write into a folder that holds other files (replacing same-named ones)");
   return {shapes, [m] { return run_make_dataset(*m); }};
 }
 

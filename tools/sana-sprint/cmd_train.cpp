@@ -26,6 +26,7 @@ void add_train_options(CLI::App* app, TrainOptions& o) {
   app->add_option("--sample-every", o.sample_every, "sample grid every N steps (0: at the end only, -1: never)")
       ->capture_default_str();
   app->add_flag("--resume", o.resume, "continue from <out>/training/checkpoint.safetensors");
+  app->add_flag("--overwrite", o.overwrite, "write into an output folder that holds other files (replacing them)");
   app->add_option("--device", o.device, "cpu | cuda[:N]")->capture_default_str();
   app->add_option("--dtype", o.dtype, "fp32 | bf16 | fp16")->capture_default_str();
   app->add_option("--backend", o.backend, "c10d backend with WORLD_SIZE > 1: gloo | nccl | auto")->capture_default_str();
@@ -52,6 +53,7 @@ Subcommand add_text_encoder(CLI::App& app) {
     std::string data, config, out;
     int vocab = 384;
     uint64_t seed = 0;
+    bool overwrite = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("text-encoder",
@@ -61,8 +63,9 @@ Subcommand add_text_encoder(CLI::App& app) {
   cmd->add_option("--vocab-size", a->vocab, "SentencePiece vocabulary size (>= 260: byte fallback)")->capture_default_str();
   cmd->add_option("-s,--seed", a->seed, "seed of the random weights")->capture_default_str();
   cmd->add_option("-o,--out", a->out, "folder that gets tokenizer/ and text_encoder/")->required();
+  cmd->add_flag("--overwrite", a->overwrite, "replace tokenizer/ and text_encoder/ if the folder has them");
   return {cmd, [a] {
-    make_text_encoder(a->data, a->config, a->vocab, a->seed, a->out);
+    make_text_encoder(a->data, a->config, a->vocab, a->seed, a->out, a->overwrite);
     return 0;
   }};
 }
@@ -80,6 +83,7 @@ Subcommand add_cache(CLI::App& app) {
   cmd->add_option("--max-sequence-length", a->o.prompt.max_sequence_length, "text tokens kept")->capture_default_str();
   cmd->add_flag("--chi", a->chi, "prepend the complex human instruction (the real models' setting)");
   cmd->add_option("-b,--batch-size", a->o.batch_size, "encoding batch")->capture_default_str();
+  cmd->add_flag("--overwrite", a->o.overwrite, "write into a cache folder that holds other files");
   return {cmd, [a] {
             a->o.prompt.use_complex_human_instruction = a->chi;
             build_latent_cache(a->o);

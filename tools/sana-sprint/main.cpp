@@ -1,6 +1,8 @@
 // sana-sprint: the command line front end. Subcommands (commands.h) are thin layers over the library.
 #include <CLI/CLI.hpp>
 
+#include <c10/util/Exception.h>
+
 #include <cstdio>
 
 #include "commands.h"
@@ -32,8 +34,15 @@ int main(int argc, char** argv) {
     sana::configure_runtime(threads);
     for (const auto& c : commands)
       if (c.app->parsed()) return c.run();
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "sana-sprint: error: out of memory (try a smaller size, batch or --dtype bf16)\n");
+    return 1;
+  } catch (const c10::Error& e) {
+    // LibTorch's messages carry a backtrace: the user gets the first line.
+    std::fprintf(stderr, "sana-sprint: error: %s\n", sana::first_line(e.what_without_backtrace()).c_str());
+    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "sana-sprint: error: %s\n", e.what());
+    std::fprintf(stderr, "sana-sprint: error: %s\n", sana::first_line(e.what()).c_str());
     return 1;
   }
   return 0;

@@ -2,6 +2,7 @@
 // diffusers / transformers config files parsed into typed structs.
 // Defaults are the reference class defaults; unknown keys are ignored; a key of the wrong JSON type, or a missing
 // required key, is an Error naming the file and the key.
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -110,7 +111,8 @@ AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path);
 SCMSchedulerConfig load_scm_scheduler_config(const std::string& path);
 ModelIndex load_model_index(const std::string& path);
 
-// Reads a whole text file; Error naming the file if it cannot be read.
-std::string read_text_file(const std::string& path);
+// Reads a whole file (text or bytes): regular files only (a named pipe or device is an Error, not a hang), at most
+// `max_bytes`. Errors name the file.
+std::string read_text_file(const std::string& path, uint64_t max_bytes = uint64_t{1} << 30);
 
 }  // namespace sana

@@ -10,7 +10,7 @@ namespace sana {
 
 // Largest width or height a decoded image may declare: the pixel buffer is allocated from the header, so a small
 // hostile file could otherwise ask for gigabytes.
-constexpr int kMaxImageSide = 16384;
+constexpr int kMaxImageSide = 8192;
 
 // image [3, H, W] float in [0, 1] -> uint8 as round-half-even(x * 255) (numpy's rounding, as the reference).
 at::Tensor to_uint8_hwc(const at::Tensor& image);

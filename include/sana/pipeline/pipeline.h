@@ -61,6 +61,10 @@ class Pipeline {
   PipelineComponents components;
 };
 
+// Error naming `stage` ("text encoder", "step 2/4", "vae decode") when `t` holds a NaN or an infinity: broken
+// weights or settings give an error, not a black image.
+void require_finite(const at::Tensor& t, const std::string& stage);
+
 // The pipeline of a diffusers folder: SanaSprintPipeline / SanaSprintImg2ImgPipeline for a Sprint transformer (it
 // has a guidance embedding), SanaPipeline / SanaControlNetPipeline for a teacher's; a `controlnet` component is
 // loaded with it, and `controlnet_dir` (a SanaControlNetModel folder) attaches one. Errors name the missing file,

@@ -62,6 +62,7 @@ struct CacheOptions {
   int batch_size = 64;
   int shard_size = 8192;
   PromptOptions prompt;
+  bool overwrite = false;  // allow writing into a folder that holds other files
 };
 void build_latent_cache(const CacheOptions& options);
 

@@ -34,6 +34,7 @@ struct TrainOptions {
   int checkpoint_every = 500;
   int sample_every = 0;         // sample grid every N steps (0: only at the end; < 0: never)
   bool resume = false;
+  bool overwrite = false;       // allow writing into a folder that holds other files (they may be replaced)
   std::string device = "cpu", dtype = "fp32";
   std::string backend = "auto";  // c10d backend when WORLD_SIZE > 1
 };
@@ -48,7 +49,7 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
 // vocab_size set to the tokenizer's): <out>/tokenizer/tokenizer.model, <out>/text_encoder/{config.json,
 // model.safetensors}.
 void make_text_encoder(const std::string& data, const std::string& config, int vocab_size, uint64_t seed,
-                       const std::string& out);
+                       const std::string& out, bool overwrite = false);
 
 // Flow-matching teacher (docs/ARCHITECTURE.md, "Flow matching"): v = eps - x0, logit-normal s, dense time s in
 // [0, 1], caption dropout to the empty prompt's embedding. Writes a diffusers SanaPipeline folder (the transformer's

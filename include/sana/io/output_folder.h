@@ -1,0 +1,25 @@
+#pragma once
+// The rule for the folders a command writes (docs/RELIABILITY.md): never delete or replace what the command did not
+// create unless the user asked for it. A command refuses an output folder that is one of its inputs, and one that
+// already holds files, unless it continues its own run there (--resume) or the user passed --overwrite.
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sana {
+
+struct OutputFolderRule {
+  std::string flag = "-o/--out";  // how the output is spelled in messages
+  bool resume = false;            // continuing a run that lives in the folder
+  bool overwrite = false;         // the user allows replacing what is there
+  // Paths the folder may only contain (e.g. the folders a command adds into a model folder); empty: the whole folder
+  // must be empty.
+  std::vector<std::string> written_parts;
+};
+
+// Error naming the flag when `out` may not be written: it is (the same folder as) one of `inputs` ({flag, path}), or
+// it already holds files the command would replace without resume or overwrite.
+void check_output_folder(const std::string& out, const std::vector<std::pair<std::string, std::string>>& inputs,
+                         const OutputFolderRule& rule);
+
+}  // namespace sana
