@@ -17,6 +17,7 @@ PACKAGES=(
   libcpp-httplib-dev    # HTTP server (sana-sprint serve) and the server tests' client
   chromium              # the live page's test in a real (headless) browser
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev  # scripts/fuzz.sh (libFuzzer) and scripts/sanitize.sh (ASan + UBSan)
 )
 # Node.js drives the browser test (playwright-core, tests/browser/); Debian's nodejs and npm when none is installed.
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
