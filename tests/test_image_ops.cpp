@@ -23,7 +23,7 @@ at::Tensor to_hwc_u8(const at::Tensor& chw) {
 }  // namespace
 
 TEST(Resize, LanczosEqualsPillowToTheByte) {
-  const std::string dir = sana::test::fixture("resize_lanczos");
+  const std::string dir = sana::test::project_fixture("resize_lanczos");
   const at::Tensor source = to_hwc_u8(sana::load_png(dir + "/source.png"));
   const std::regex name(R"(lanczos_(\d+)x(\d+)\.png)");
   int checked = 0;

@@ -21,6 +21,12 @@ inline std::string fixture(const std::string& relative) {
   return (std::filesystem::path(fixture_root()) / relative).string();
 }
 
+// The project's own fixtures in tests/data (not part of the shared reference set, so not under $SANA_FIXTURES):
+// resize_lanczos/, made with Pillow.
+inline std::string project_fixture(const std::string& relative) {
+  return (std::filesystem::path(SANA_TEST_DATA) / relative).string();
+}
+
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
