@@ -10,28 +10,11 @@
 #include "sana/shapes/world.h"
 #include "test_util.h"
 
+using sana::test::CliRun;
 using sana::test::fixture;
+using sana::test::run_cli;
 
 namespace {
-
-struct CliRun {
-  int rc;
-  std::string err;
-};
-
-CliRun run_cli(const std::string& args) {
-  sana::test::TempDir dir;
-  const std::string err_file = dir.file("stderr.txt");
-  const int status = std::system((std::string(SANA_CLI) + " " + args + " 2>" + err_file + " >/dev/null").c_str());
-  std::string err;
-  if (FILE* f = std::fopen(err_file.c_str(), "r")) {
-    std::array<char, 4096> buf{};
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) err.append(buf.data(), n);
-    std::fclose(f);
-  }
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, err};
-}
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 

@@ -12,40 +12,20 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "sana/io/config.h"
 #include "sana/io/safetensors.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using sana::test::CliRun;
 using sana::test::TempDir;
+using sana::test::run_cli;
 
 namespace {
 
 const std::string kStudent = std::string(SANA_MODELS_DIR) + "/sana-sprint-shapes";
 const std::string kTeacher = std::string(SANA_MODELS_DIR) + "/sana-shapes-teacher";
-
-struct CliRun {
-  int rc;  // exit status; -1 for a signal
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs the CLI under a hard time limit (SIGKILL): a hang is killed and shows as rc -1, like a crash.
-CliRun run_cli(const std::string& args, const std::string& env = "", double kill_after_seconds = 120) {
-  TempDir dir;
-  const std::string err_file = dir.file("stderr.txt");
-  const std::string cmd =
-      env + " timeout -s KILL " + std::to_string(kill_after_seconds) + " " + std::string(SANA_CLI) + " " + args + " 2>" + err_file + " >/dev/null </dev/null";
-  const int status = std::system(cmd.c_str());
-  const bool exited = WIFEXITED(status) && WEXITSTATUS(status) != 137;
-  return {exited ? WEXITSTATUS(status) : -1, slurp(err_file)};
-}
 
 // Exit status 1 (2: a flag the parser could not read) and exactly one error line (progress lines "[sana-sprint] ..." aside) that contains `expect`.
 void expect_one_line_error(const CliRun& r, const std::string& expect) {
@@ -63,7 +43,7 @@ void expect_one_line_error(const CliRun& r, const std::string& expect) {
   EXPECT_NE(r.err.find(expect), std::string::npos) << "'" << expect << "' not in: " << r.err;
 }
 
-json read_json(const fs::path& p) { return json::parse(slurp(p.string())); }
+json read_json(const fs::path& p) { return json::parse(sana::read_text_file(p.string())); }
 void write_json(const fs::path& p, const json& j) { std::ofstream(p) << j.dump(2); }
 
 // A private copy of a shipped model folder that a case may damage.
@@ -238,7 +218,7 @@ TEST(Reliability, InspectEscapesControlCharacters) {
   }
   const std::string out_file = dir.file("out.txt");
   ASSERT_EQ(std::system((std::string(SANA_CLI) + " inspect " + path + " >" + out_file).c_str()), 0);
-  const std::string out = slurp(out_file);
+  const std::string out = sana::read_text_file(out_file);
   for (const char c : out) EXPECT_TRUE(c == '\n' || static_cast<unsigned char>(c) >= 0x20) << int(c);
   EXPECT_NE(out.find("w\\x1b[31m"), std::string::npos) << out;
 }
@@ -315,7 +295,7 @@ TEST_F(TrainingInputs, OutputsNeverReplaceInputsOrUserFiles) {
   std::ofstream(user / "vae" / "notes.txt") << "mine";
   const std::string teacher = copy_model(dir, kTeacher, "teacher");
   const std::string base = copy_model(dir, kStudent, "base");
-  const std::string tokenizer_before = slurp(base + "/tokenizer/tokenizer.model");
+  const std::string tokenizer_before = sana::read_text_file(base + "/tokenizer/tokenizer.model");
 
   struct Case {
     std::string args, expect;
@@ -334,16 +314,16 @@ TEST_F(TrainingInputs, OutputsNeverReplaceInputsOrUserFiles) {
     SCOPED_TRACE(c.args);
     expect_one_line_error(run_cli(c.args), c.expect);
   }
-  EXPECT_EQ(slurp((user / "vae" / "notes.txt").string()), "mine");
-  EXPECT_EQ(slurp(base + "/tokenizer/tokenizer.model"), tokenizer_before);
+  EXPECT_EQ(sana::read_text_file((user / "vae" / "notes.txt").string()), "mine");
+  EXPECT_EQ(sana::read_text_file(base + "/tokenizer/tokenizer.model"), tokenizer_before);
   EXPECT_TRUE(fs::exists(teacher + "/transformer/diffusion_pytorch_model.safetensors"));
 
   // A finished run is not started over by accident; --overwrite says so on purpose.
   const std::string run = dir.file("run");
   ASSERT_EQ(run_cli(train(run, "--steps 1")).rc, 0);
-  const std::string checkpoint = slurp(run + "/training/checkpoint.safetensors");
+  const std::string checkpoint = sana::read_text_file(run + "/training/checkpoint.safetensors");
   expect_one_line_error(run_cli(train(run, "--steps 1")), "--resume to continue");
-  EXPECT_EQ(slurp(run + "/training/checkpoint.safetensors"), checkpoint);
+  EXPECT_EQ(sana::read_text_file(run + "/training/checkpoint.safetensors"), checkpoint);
   EXPECT_EQ(run_cli(train(run, "--steps 1 --overwrite")).rc, 0);
 }
 
@@ -371,7 +351,7 @@ namespace {
 // (step, loss name) -> value, for every loss* field of a run's training/log.jsonl (the G and D lines of distill).
 std::map<std::pair<int64_t, std::string>, double> losses_of(const std::string& run) {
   std::map<std::pair<int64_t, std::string>, double> out;
-  std::istringstream lines(slurp(run + "/training/log.jsonl"));
+  std::istringstream lines(sana::read_text_file(run + "/training/log.jsonl"));
   for (std::string line; std::getline(lines, line);) {
     const json j = json::parse(line, nullptr, false);
     if (!j.is_object() || !j.contains("step")) continue;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "sana/io/config.h"
 #include "sana/io/safetensors.h"
 
 namespace sana::test {
@@ -61,5 +62,25 @@ class TempDir {
   }
   std::filesystem::path path_;
 };
+
+#ifdef SANA_CLI
+// What a run of the sana-sprint binary answered: exit status (-1: killed by a signal, or by the time limit) and stderr.
+struct CliRun {
+  int rc;
+  std::string err;
+};
+
+// Runs `sana-sprint ARGS` (with `env` assignments in front) under a hard time limit (SIGKILL): a hang shows as rc -1,
+// like a crash.
+inline CliRun run_cli(const std::string& args, const std::string& env = "", double kill_after_seconds = 600) {
+  TempDir dir;
+  const std::string err_file = dir.file("stderr.txt");
+  const std::string cmd = env + " timeout -s KILL " + std::to_string(kill_after_seconds) + " " + SANA_CLI + " " +
+                          args + " 2>" + err_file + " >/dev/null </dev/null";
+  const int status = std::system(cmd.c_str());
+  const bool exited = WIFEXITED(status) && WEXITSTATUS(status) != 137;  // 137: timeout's SIGKILL, or the child's
+  return {exited ? WEXITSTATUS(status) : -1, sana::read_text_file(err_file)};
+}
+#endif
 
 }  // namespace sana::test

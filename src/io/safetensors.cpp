@@ -12,7 +12,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
-#include <set>
 
 #include "sana/error.h"
 #include "sana/io/atomic_file.h"
