@@ -27,8 +27,8 @@ double peak_rss_mib() {
   return ru.ru_maxrss / 1024.0;  // Linux reports KiB
 }
 
-double sgemm_gflops(int n, int reps) {
-  const at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+double sgemm_gflops(int n, int reps, at::ScalarType dtype) {
+  const at::Tensor a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
   at::Tensor c = at::mm(a, b);  // warm-up
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {

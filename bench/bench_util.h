@@ -13,9 +13,9 @@ double now_seconds();
 double median(std::vector<double> v);
 // Peak resident set size of this process so far, in MiB (getrusage ru_maxrss).
 double peak_rss_mib();
-// Achieved single-precision GEMM rate (GFLOP/s) of at::mm on n x n matrices, median of `reps`, at the current
-// LibTorch thread setting: the yardstick for "fraction of the machine's sgemm".
-double sgemm_gflops(int n = 2048, int reps = 5);
+// Achieved GEMM rate (GFLOP/s) of at::mm on n x n matrices of `dtype` (fp32: sgemm; bf16 goes through oneDNN),
+// median of `reps`, at the current LibTorch thread setting: the yardstick for "fraction of the machine's rate".
+double sgemm_gflops(int n = 2048, int reps = 5, at::ScalarType dtype = at::kFloat);
 std::string machine_summary();  // CPU model, cores, LibTorch threads
 
 // Runs f once as a warm-up, then `runs` timed times (waiting for the device each time); returns seconds per run.

@@ -49,6 +49,7 @@ void configure_runtime(int threads) {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest value glibc accepts
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   mallopt(M_TOP_PAD, 64 << 20);
+  install_cpu_allocator();
 }
 
 void synchronize(const at::Device& device) {

@@ -6,6 +6,7 @@
 
 #include "sana/error.h"
 #include "sana/pipeline/pipeline.h"
+#include "sana/pipeline/prompt_encoding.h"
 #include "sana/pipeline/sana.h"
 #include "sana/pipeline/sana_sprint.h"
 #include "sana/pipeline/resolution.h"
@@ -14,6 +15,7 @@
 #include "test_util.h"
 
 using sana::test::fixture;
+using sana::test::unpadded;
 
 namespace {
 
@@ -52,7 +54,8 @@ class PipelineFixture : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     pipe_ = new sana::SanaSprintPipeline(
-        sana::SanaSprintPipeline::from_pretrained(fixture("pipeline_sprint_tiny"), at::kCPU, at::kFloat));
+        sana::SanaSprintPipeline::from_pretrained(fixture("pipeline_sprint_tiny"), sana::test::test_device(),
+                                                  at::kFloat));
     ref_ = sana::SafetensorsFile::open(fixture("pipeline_sprint_tiny/expected.safetensors"));
   }
   static void TearDownTestSuite() { delete pipe_; }
@@ -73,15 +76,77 @@ TEST_F(PipelineFixture, TokenizationWithComplexHumanInstruction) {
   }
 }
 
+// The instruction prefix from the cache, then only each prompt's tokens: the embeddings at the unpadded positions
+// equal the whole padded forward's (fp32), padded positions are zero, the mask is the same, and the prefix is
+// computed once. Prompts of different lengths in one batch, with and without the instruction, an empty one, one that
+// starts with punctuation (its first tokens may merge with the instruction's last ones) and one past the length limit.
+TEST_F(PipelineFixture, PrefixCacheEqualsTheWholeTextEncoderForward) {
+  const auto& c = pipe_->components;
+  std::string long_prompt;
+  for (int i = 0; i < 150; ++i) long_prompt += "word" + std::to_string(i) + " ";
+  const std::vector<std::string> prompts = {"a red circle above a blue square", "", ":) -- odd start", "cat",
+                                            long_prompt};
+  sana::TextEncoderPrefixCache cache;
+  for (bool chi : {true, false}) {
+    SCOPED_TRACE(chi ? "with the instruction" : "without");
+    sana::PromptOptions po;
+    po.use_complex_human_instruction = chi;
+    const auto [whole, whole_mask] = sana::encode_prompt_with(*c.tokenizer, *c.text_encoder, prompts, po, c.device);
+    const auto [cached, mask] = sana::encode_prompt_with(*c.tokenizer, *c.text_encoder, prompts, po, c.device, &cache);
+    EXPECT_TRUE(at::equal(mask, whole_mask));
+    EXPECT_CLOSE(cached, unpadded(whole, mask), 1e-5);
+    EXPECT_EQ(at::count_nonzero(cached.masked_select(mask.unsqueeze(-1).expand_as(cached) == 0)).item<int64_t>(), 0);
+  }
+  const std::vector<int> chi_ids = c.tokenizer->encode(sana::default_complex_human_instruction());
+  const std::vector<int64_t> key(chi_ids.begin(), chi_ids.end());
+  EXPECT_EQ(cache.get(*c.text_encoder, key), cache.get(*c.text_encoder, key)) << "the prefix is computed once";
+}
+
+// Cutting the trailing padding before the transformer changes nothing: padded keys get zero weight.
+TEST_F(PipelineFixture, DroppingPaddingLeavesTheTransformerOutput) {
+  const auto& c = pipe_->components;
+  const auto [embeds, mask] = pipe_->encode_prompt({"a red circle", "a much longer prompt about a green triangle"}, {});
+  const auto [cut, cut_mask] = sana::without_padding(embeds, mask);
+  ASSERT_LT(cut.size(1), embeds.size(1));
+  EXPECT_EQ(cut_mask.sum().item<int64_t>(), mask.sum().item<int64_t>());
+  const auto& tc = c.transformer->config();
+  sana::SanaTransformerInputs in;
+  in.hidden_states = at::randn({2, tc.in_channels, 4, 4}).to(c.device);
+  in.timestep = at::full({2}, 0.7).to(c.device);
+  if (tc.guidance_embeds) in.guidance = at::full({2}, 4.5).to(c.device);
+  in.encoder_hidden_states = embeds, in.encoder_attention_mask = mask;
+  const at::Tensor full_out = c.transformer->forward(in);
+  in.encoder_hidden_states = cut, in.encoder_attention_mask = cut_mask;
+  EXPECT_CLOSE(c.transformer->forward(in), full_out, 1e-5);
+}
+
+// bf16 end to end (weights, activations, the decoder) against the fp32 reference of every case: the latents' relative
+// error and the image's PSNR stay within the bounds docs/PERFORMANCE.md states for this fixture.
+TEST_F(PipelineFixture, Bf16StaysCloseToTheFp32Reference) {
+  const auto bf16 =
+      sana::SanaSprintPipeline::from_pretrained(fixture("pipeline_sprint_tiny"), sana::test::test_device(), at::kBFloat16);
+  for (const auto& c : cases_of(*ref_)) {
+    SCOPED_TRACE(c.name);
+    const auto r = bf16.generate(options_of(c));
+    const at::Tensor latents = ref_->get(c.name + ".final_latents");
+    const double rel = ((r.final_latents.cpu().to(at::kFloat) - latents).norm() / latents.norm()).item<double>();
+    const double mse = (r.images.cpu() - ref_->get(c.name + ".image")).pow(2).mean().item<double>();
+    const double psnr = 10 * std::log10(1.0 / std::max(mse, 1e-12));
+    std::printf("  %s: latents relative error %.4f, image PSNR %.1f dB\n", c.name.c_str(), rel, psnr);
+    EXPECT_LE(rel, 0.03);
+    EXPECT_GE(psnr, 40.0);
+  }
+}
+
 TEST_F(PipelineFixture, ReproducesEveryCase) {
   for (const auto& c : cases_of(*ref_)) {
     SCOPED_TRACE(c.name);
     const std::string p = c.name + ".";
     const auto r = pipe_->generate(options_of(c));
-    EXPECT_CLOSE(r.prompt_embeds, ref_->get(p + "prompt_embeds"), 1e-4);
-    EXPECT_TRUE(at::equal(r.prompt_attention_mask, ref_->get(p + "prompt_attention_mask")));
-    EXPECT_TRUE(at::equal(r.timesteps, ref_->get(p + "timesteps")));
-    EXPECT_TRUE(at::equal(r.initial_noise, ref_->get(p + "initial_noise"))) << "noise must be bit-identical";
+    EXPECT_CLOSE(r.prompt_embeds, unpadded(ref_->get(p + "prompt_embeds"), r.prompt_attention_mask), 1e-4);
+    EXPECT_TRUE(sana::test::same(r.prompt_attention_mask, ref_->get(p + "prompt_attention_mask")));
+    EXPECT_TRUE(sana::test::same(r.timesteps, ref_->get(p + "timesteps")));
+    EXPECT_TRUE(sana::test::same(r.initial_noise, ref_->get(p + "initial_noise"))) << "noise must be bit-identical";
     ASSERT_EQ(static_cast<int>(r.denoised.size()), c.steps);
     for (int i = 0; i < c.steps; ++i)
       EXPECT_CLOSE(r.denoised[i], ref_->get(p + "step" + std::to_string(i) + ".denoised"), 1e-4);
@@ -90,7 +155,7 @@ TEST_F(PipelineFixture, ReproducesEveryCase) {
     const at::Tensor image = ref_->get(p + "image");
     EXPECT_CLOSE(r.images, image, 1e-4);
     // uint8 as numpy's round-half-even of x * 255.
-    const at::Tensor u8 = at::round(r.images * 255).to(at::kInt), ref_u8 = at::round(image * 255).to(at::kInt);
+    const at::Tensor u8 = at::round(r.images.cpu() * 255).to(at::kInt), ref_u8 = at::round(image * 255).to(at::kInt);
     EXPECT_LE((u8 - ref_u8).abs().max().item<int>(), 1);
   }
 }

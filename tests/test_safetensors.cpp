@@ -299,3 +299,17 @@ TEST(SafetensorsWrite, OverwriteIsAtomicReplace) {
   EXPECT_FALSE(file->contains("a"));
   EXPECT_TRUE(file->contains("b"));
 }
+
+// After a tensor has been converted, its pages are dropped from memory (loading an fp32 file as bf16 never holds
+// both whole); reading it again brings the same values back from the file, and the neighbours are untouched.
+TEST(Safetensors, ReleasedTensorReadsBackFromTheFile) {
+  sana::test::TempDir dir;
+  const at::Tensor a = at::randn({1 << 20}), b = at::randn({3, 5});
+  sana::save_safetensors(dir.file("m.safetensors"), {{"a", a}, {"b", b}});
+  const auto ckpt = sana::Checkpoint::open(dir.file("m.safetensors"));
+  const at::Tensor converted = ckpt.get("a").to(at::kBFloat16);
+  ckpt.release("a");
+  EXPECT_TRUE(at::equal(ckpt.get("a"), a));
+  EXPECT_TRUE(at::equal(ckpt.get("b"), b));
+  EXPECT_TRUE(at::equal(converted, a.to(at::kBFloat16)));
+}

@@ -29,7 +29,28 @@ inline std::string project_fixture(const std::string& relative) {
 }
 
 inline double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+  return (a.cpu().to(at::kDouble) - b.cpu().to(at::kDouble)).abs().max().item<double>();
+}
+
+// at::equal across devices (a result on the test device against a fixture on the CPU).
+inline bool same(const at::Tensor& a, const at::Tensor& b) { return at::equal(a.cpu(), b.cpu()); }
+
+// The device the reference-pipeline tests run on: $SANA_TEST_DEVICE ("cuda" from scripts/device/run.sh), else the
+// CPU. On CUDA, TF32 is switched off so that fp32 means fp32.
+inline at::Device test_device() {
+  const char* name = std::getenv("SANA_TEST_DEVICE");
+  const at::Device device(name && *name ? name : "cpu");
+  if (device.is_cuda()) {
+    at::globalContext().setAllowTF32CuBLAS(false);
+    at::globalContext().setAllowTF32CuDNN(false);
+  }
+  return device;
+}
+
+// Prompt embeddings [B, L, C] with the padded positions zeroed: no consumer reads them, and the pipelines' prefix
+// cache does not compute them (the reference does), so fixtures are compared at the unpadded positions.
+inline at::Tensor unpadded(const at::Tensor& embeds, const at::Tensor& mask) {
+  return embeds * mask.to(embeds.device()).unsqueeze(-1).to(embeds.scalar_type());
 }
 
 // Asserts equal shapes and max |a - b| <= tol, printing the error.

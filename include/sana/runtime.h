@@ -16,7 +16,11 @@ void set_threads(int threads);
 // freed blocks of 128 KiB..32 MiB back to the kernel (munmap, heap trimming), so each large activation is
 // page-faulted in again by the next op; keeping them in the heap halved system time and made the 0.6B forward
 // at 1024^2 ~6% faster. Costs at most a few hundred MB of retained heap.
+// Blocks of 32 MiB and more (the activations of a high-resolution decode) then come from install_cpu_allocator.
 void configure_runtime(int threads);
+// Makes LibTorch's CPU allocator map blocks of 32 MiB and more on 2 MiB boundaries with huge pages advised: one page
+// fault per 2 MiB instead of per 4 KiB when an activation is first written (docs/PERFORMANCE.md).
+void install_cpu_allocator();
 // Waits for queued GPU work (no-op on CPU), for timing.
 void synchronize(const at::Device& device);
 

@@ -316,6 +316,20 @@ at::Tensor Checkpoint::get(const std::string& name) const {
   return files_[it->second]->get(name);
 }
 
+void Checkpoint::release(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it != where_.end()) files_[it->second]->release(name);
+}
+
+void SafetensorsFile::release(const std::string& name) const {
+  const TensorInfo& ti = info(name);
+  // Whole pages inside the tensor's bytes only: a neighbour's pages stay.
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data_ + ti.begin) + page - 1) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(data_ + ti.end) / page * page;
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   std::map<std::string, at::Tensor> sorted;

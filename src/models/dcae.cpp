@@ -1,5 +1,7 @@
 #include "sana/models/dcae.h"
 
+#include <c10/core/InferenceMode.h>
+
 #include <cmath>
 #include <filesystem>
 
@@ -15,6 +17,34 @@ at::Tensor activate(const std::string& act, const at::Tensor& x) {
   if (act == "silu") return at::silu(x);
   if (act == "relu") return at::relu(x);
   return at::gelu(x);
+}
+
+void activate_in_place(const std::string& act, at::Tensor& x) {
+  if (act == "silu") at::silu_(x);
+  else if (act == "relu") at::relu_(x);
+  else x = at::gelu(x);
+}
+
+// conv3x3(nearest_upsample_x2(x)), computed on x itself (docs/PERFORMANCE.md, "DC-AE decode"). Output pixel
+// (2i + a, 2j + b) reads only x's rows i-1..i+1 and columns j-1..j+1, so each of the four phases (a, b) is a 3x3
+// convolution of x whose taps are sums of the original taps; one convolution with 4x the output channels, then
+// pixel_shuffle, lays the phases out. The same number of products, without the 4x larger upsampled input (and
+// oneDNN's copy of it in its own layout): at 1024^2 that input is 512 MB in bf16.
+at::Tensor upsampled_conv3x3(const nn::Conv2d& conv, const at::Tensor& x) {
+  // Taps over x's offsets -1, 0, +1 along `dim` (2: rows, 3: columns) for output phase 0 (even) or 1 (odd):
+  // phase 0 reads {-1: w0, 0: w1 + w2}, phase 1 reads {0: w0 + w1, +1: w2}.
+  auto fold = [](const at::Tensor& w, int64_t dim, int phase) {
+    const at::Tensor w0 = w.select(dim, 0), w1 = w.select(dim, 1), w2 = w.select(dim, 2), zero = at::zeros_like(w0);
+    return phase == 0 ? at::stack({w0, w1 + w2, zero}, dim) : at::stack({zero, w0 + w1, w2}, dim);
+  };
+  const at::Tensor w = conv.weight.to(nn::accumulation_dtype(conv.weight.scalar_type()));  // sums in fp32
+  std::vector<at::Tensor> phases;
+  for (int a : {0, 1})
+    for (int b : {0, 1}) phases.push_back(fold(fold(w, 2, a), 3, b));
+  // Output channel c * 4 + a * 2 + b, the order pixel_shuffle reads.
+  const at::Tensor folded = at::stack(phases, 1).flatten(0, 1).to(conv.weight.scalar_type());
+  const at::Tensor bias = conv.bias.defined() ? conv.bias.repeat_interleave(4) : at::Tensor();
+  return at::pixel_shuffle(at::conv2d(x, folded, bias, 1, 1), 2);
 }
 
 // RMSNorm over the channel dim of [B, C, H, W] (either memory layout).
@@ -41,7 +71,13 @@ DCResBlock::DCResBlock(int64_t c, std::string act_, const at::TensorOptions& opt
 }
 
 at::Tensor DCResBlock::forward(const at::Tensor& x) const {
-  return channel_norm(*norm, conv2->forward(activate(act, conv1->forward(x)))) + x;
+  if (!c10::InferenceMode::is_enabled()) return channel_norm(*norm, conv2->forward(activate(act, conv1->forward(x)))) + x;
+  // Inference: the activation and the residual in place, each intermediate dropped as soon as it is used (at 1024^2
+  // the last stages' activations are 256-512 MB each).
+  at::Tensor h = conv1->forward(x);
+  activate_in_place(act, h);
+  h = conv2->forward(h);
+  return channel_norm(*norm, h).add_(x);
 }
 
 DCMultiscaleProjection::DCMultiscaleProjection(int64_t c, int64_t heads, int64_t k, const at::TensorOptions& options) {
@@ -115,10 +151,17 @@ DCUpBlock2d::DCUpBlock2d(int64_t cin, int64_t cout, bool interpolate_, bool shor
 }
 
 at::Tensor DCUpBlock2d::forward(const at::Tensor& x) const {
-  at::Tensor y = interpolate ? conv->forward(at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)}))
-                             : at::pixel_shuffle(conv->forward(x), 2);
-  if (shortcut) y = y + at::pixel_shuffle(x.repeat_interleave(repeats, 1), 2);
-  return y;
+  at::Tensor y;
+  if (!interpolate)
+    y = at::pixel_shuffle(conv->forward(x), 2);
+  else if (c10::InferenceMode::is_enabled() && conv->weight.size(2) == 3 && conv->stride == 1 && conv->padding == 1 &&
+           conv->groups == 1)
+    y = upsampled_conv3x3(*conv, x);
+  else
+    y = conv->forward(at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)}));
+  if (!shortcut) return y;
+  const at::Tensor s = at::pixel_shuffle(x.repeat_interleave(repeats, 1), 2);
+  return c10::InferenceMode::is_enabled() ? y.add_(s) : y + s;  // in place when nothing records: one 1024^2 map less
 }
 
 DCDownBlock2d::DCDownBlock2d(int64_t cin, int64_t cout, bool pixel_unshuffle_, bool shortcut_,

@@ -51,16 +51,22 @@ Gemma2Attention::Gemma2Attention(const Gemma2Config& c, const at::TensorOptions&
 }
 
 at::Tensor Gemma2Attention::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                    const at::Tensor& bias) const {
+                                    const at::Tensor& bias, const Gemma2KV& past, Gemma2KV* kv_out) const {
   const int64_t B = x.size(0), L = x.size(1), rep = heads / kv_heads;
   at::Tensor q = q_proj->forward(x).view({B, L, heads, head_dim}).transpose(1, 2);     // [B, h, L, d]
   at::Tensor k = k_proj->forward(x).view({B, L, kv_heads, head_dim}).transpose(1, 2);  // [B, kv, L, d]
   at::Tensor v = v_proj->forward(x).view({B, L, kv_heads, head_dim}).transpose(1, 2);
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
+  if (kv_out) *kv_out = {k, v};
+  if (past.keys.defined()) {  // a cached prefix: its keys and values come first
+    k = at::cat({past.keys.expand({B, -1, -1, -1}), k}, 2);
+    v = at::cat({past.values.expand({B, -1, -1, -1}), v}, 2);
+  }
+  const int64_t S = k.size(2);
   // GQA: query head j reads kv head j / rep.
   auto repeat_kv = [&](const at::Tensor& t) {
-    return t.unsqueeze(2).expand({B, kv_heads, rep, L, head_dim}).reshape({B, heads, L, head_dim});
+    return t.unsqueeze(2).expand({B, kv_heads, rep, S, head_dim}).reshape({B, heads, S, head_dim});
   };
   k = repeat_kv(k);
   v = repeat_kv(v);
@@ -96,8 +102,9 @@ Gemma2DecoderLayer::Gemma2DecoderLayer(const Gemma2Config& c, const at::TensorOp
 }
 
 at::Tensor Gemma2DecoderLayer::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                       const at::Tensor& bias) const {
-  at::Tensor h = x + post_attention_layernorm->forward(self_attn->forward(input_layernorm->forward(x), cos, sin, bias));
+                                       const at::Tensor& bias, const Gemma2KV& past, Gemma2KV* kv_out) const {
+  const at::Tensor attn = self_attn->forward(input_layernorm->forward(x), cos, sin, bias, past, kv_out);
+  at::Tensor h = x + post_attention_layernorm->forward(attn);
   return h + post_feedforward_layernorm->forward(mlp->forward(pre_feedforward_layernorm->forward(h)));
 }
 
@@ -122,7 +129,30 @@ std::shared_ptr<Gemma2Model> Gemma2Model::from_pretrained(const std::string& dir
 at::Tensor Gemma2Model::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) const {
   if (!input_ids.defined() || input_ids.dim() != 2)
     throw Error("text encoder: input_ids must be [B, L]");
-  const int64_t B = input_ids.size(0), L = input_ids.size(1);
+  return run(input_ids, attention_mask, 0, nullptr, nullptr);
+}
+
+Gemma2PrefixState Gemma2Model::encode_prefix(const std::vector<int64_t>& ids) const {
+  if (ids.empty()) throw Error("text encoder: the prefix has no tokens");
+  Gemma2PrefixState state;
+  state.ids = ids;
+  state.layers.resize(layers->size());
+  const at::Tensor input = at::tensor(ids, at::kLong).view({1, -1});
+  state.hidden = run(input, at::Tensor(), 0, nullptr, &state.layers);
+  return state;
+}
+
+at::Tensor Gemma2Model::forward_after(const Gemma2PrefixState& prefix, int64_t start, const at::Tensor& input_ids,
+                                      const at::Tensor& attention_mask) const {
+  if (!input_ids.defined() || input_ids.dim() != 2) throw Error("text encoder: input_ids must be [B, n]");
+  if (start < 0 || start > static_cast<int64_t>(prefix.ids.size()) || prefix.layers.size() != layers->size())
+    throw Error("text encoder: the prefix state does not cover " + std::to_string(start) + " positions");
+  return run(input_ids, attention_mask, start, &prefix, nullptr);
+}
+
+at::Tensor Gemma2Model::run(const at::Tensor& input_ids, const at::Tensor& attention_mask, int64_t start,
+                            const Gemma2PrefixState* past, std::vector<Gemma2KV>* record) const {
+  const int64_t B = input_ids.size(0), L = input_ids.size(1), S = start + L;  // S: keys seen by each query
   const auto dt = dtype();
   const auto dev = embed_tokens.device();
   if (input_ids.numel() > 0 && (input_ids.min().item<int64_t>() < 0 || input_ids.max().item<int64_t>() >= cfg_.vocab_size))
@@ -132,36 +162,42 @@ at::Tensor Gemma2Model::forward(const at::Tensor& input_ids, const at::Tensor& a
   const at::Tensor normalizer = at::scalar_tensor(std::sqrt(static_cast<double>(cfg_.hidden_size)), at::TensorOptions().dtype(dt));
   at::Tensor h = at::embedding(embed_tokens, input_ids.to(dev)) * normalizer.to(dev);
 
-  // RoPE tables for positions 0..L-1, in fp32, then the activation dtype.
+  // RoPE tables for positions start..S-1, in fp32, then the activation dtype.
   const auto f32 = at::TensorOptions().dtype(at::kFloat).device(dev);
   const int64_t d = cfg_.head_dim;
   const at::Tensor inv_freq = 1.0 / at::pow(cfg_.rope_theta, at::arange(0, d, 2, f32) / static_cast<double>(d));
-  const at::Tensor angles = at::outer(at::arange(L, f32), inv_freq);
+  const at::Tensor angles = at::outer(at::arange(start, S, f32), inv_freq);
   const at::Tensor emb = at::cat({angles, angles}, -1);
   const at::Tensor cos = emb.cos().to(dt), sin = emb.sin().to(dt);
 
-  // Additive masks: causal + key padding (global layers); + sliding window (even layers). Masked logits get the
-  // dtype's lowest value, as in the reference.
-  const at::Tensor i = at::arange(L, f32.dtype(at::kLong)).view({L, 1}), j = at::arange(L, f32.dtype(at::kLong)).view({1, L});
-  at::Tensor blocked = (j > i).view({1, 1, L, L}).expand({B, 1, L, L});
+  // Additive masks for queries at start..S-1 over keys 0..S-1: causal + key padding (global layers); + sliding
+  // window (even layers). Masked logits get the dtype's lowest value, as in the reference.
+  const auto i64 = f32.dtype(at::kLong);
+  const at::Tensor i = at::arange(start, S, i64).view({L, 1}), j = at::arange(S, i64).view({1, S});
+  at::Tensor blocked = (j > i).view({1, 1, L, S}).expand({B, 1, L, S});
   if (attention_mask.defined()) {
     if (attention_mask.sizes() != input_ids.sizes()) throw Error("text encoder: attention_mask must match input_ids");
-    blocked = blocked.logical_or((attention_mask.to(dev) == 0).view({B, 1, 1, L}));
+    const at::Tensor padded = at::cat({at::zeros({B, start}, i64.dtype(at::kBool)), attention_mask.to(dev) == 0}, 1);
+    blocked = blocked.logical_or(padded.view({B, 1, 1, S}));
   }
   const double lowest = dt == at::kBFloat16 ? -3.3895313892515355e38
                         : dt == at::kHalf   ? -65504.0
                         : dt == at::kDouble ? std::numeric_limits<double>::lowest()
                                             : static_cast<double>(std::numeric_limits<float>::lowest());
   auto to_bias = [&](const at::Tensor& mask) {
-    return at::zeros({B, 1, L, L}, at::TensorOptions().dtype(dt).device(dev)).masked_fill(mask, lowest);
+    return at::zeros({B, 1, L, S}, at::TensorOptions().dtype(dt).device(dev)).masked_fill(mask, lowest);
   };
   const at::Tensor global_bias = to_bias(blocked);
   at::Tensor sliding_bias = global_bias;
-  if (cfg_.sliding_window && *cfg_.sliding_window < L)
-    sliding_bias = to_bias(blocked.logical_or(((i - j) >= *cfg_.sliding_window).view({1, 1, L, L})));
+  if (cfg_.sliding_window && *cfg_.sliding_window < S)
+    sliding_bias = to_bias(blocked.logical_or(((i - j) >= *cfg_.sliding_window).view({1, 1, L, S})));
 
-  for (size_t k = 0; k < layers->size(); ++k)
-    h = (*layers)[k].forward(h, cos, sin, k % 2 == 0 ? sliding_bias : global_bias);
+  for (size_t k = 0; k < layers->size(); ++k) {
+    Gemma2KV cached;
+    if (past && start > 0) cached = {past->layers[k].keys.narrow(2, 0, start), past->layers[k].values.narrow(2, 0, start)};
+    h = (*layers)[k].forward(h, cos, sin, k % 2 == 0 ? sliding_bias : global_bias, cached,
+                             record ? &(*record)[k] : nullptr);
+  }
   return norm->forward(h);
 }
 

@@ -1,5 +1,8 @@
 #include "sana/models/sana_transformer.h"
 
+#include <c10/core/InferenceMode.h>
+#include <torch/version.h>
+
 #include <cmath>
 #include <filesystem>
 
@@ -64,6 +67,16 @@ at::Tensor SanaAttention::forward_cross(const at::Tensor& x, const at::Tensor& c
     q = norm_q->forward(q);
     k = norm_k->forward(k);
   }
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2: the fused kernel (flash / memory-efficient on CUDA) when no autograd is recording; the JVP and the
+  // backward keep the explicit form below, which forward-mode AD differentiates.
+  if (c10::InferenceMode::is_enabled()) {
+    auto split = [&](const at::Tensor& t, int64_t n) { return t.view({B, n, heads, head_dim}).transpose(1, 2); };
+    const at::Tensor mask = key_bias.defined() ? key_bias.to(q.scalar_type()).view({B, 1, 1, L}) : at::Tensor();
+    const at::Tensor out = at::scaled_dot_product_attention(split(q, N), split(k, L), split(v, L), mask);
+    return project_out(out.transpose(1, 2).reshape({B, N, heads * head_dim}));
+  }
+#endif
   // Heads folded into the batch: [B*H, N, d] and [B*H, L, d].
   auto heads_first = [&](const at::Tensor& t, int64_t n) {
     return t.view({B, n, heads, head_dim}).transpose(1, 2).reshape({B * heads, n, head_dim});
@@ -75,7 +88,9 @@ at::Tensor SanaAttention::forward_cross(const at::Tensor& x, const at::Tensor& c
       key_bias.defined()
           ? at::baddbmm(key_bias.expand({B, heads, 1, L}).reshape({B * heads, 1, L}), qh, kh.transpose(1, 2), 1.0, scale)
           : at::bmm(qh, kh.transpose(1, 2)) * scale;
-  const at::Tensor out = at::bmm(at::softmax(scores, -1), vh);  // [B*H, N, d]
+  // The softmax sums in fp32 whatever the activations' dtype (as the reference's fused attention does).
+  const at::Tensor probs = at::softmax(scores, -1, nn::accumulation_dtype(scores.scalar_type())).to(vh.scalar_type());
+  const at::Tensor out = at::bmm(probs, vh);  // [B*H, N, d]
   return project_out(out.view({B, heads, N, head_dim}).transpose(1, 2).reshape({B, N, heads * head_dim}));
 }
 

@@ -1,5 +1,8 @@
 #include "sana/nn/layers.h"
 
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
 #include <cmath>
 
 namespace sana::nn {
@@ -35,16 +38,56 @@ RMSNorm::RMSNorm(int64_t dim, double eps_, bool elementwise_affine, bool has_bia
 }
 
 at::Tensor RMSNorm::forward_dim(const at::Tensor& x, int64_t dim) const {
+  if (c10::InferenceMode::is_enabled()) return forward_dim_lean(x, dim);
   const at::Tensor xf = x.to(accumulation_dtype(x.scalar_type()));
   at::Tensor y = xf * at::rsqrt(xf.pow(2).mean(dim, /*keepdim=*/true) + eps);
   if (!weight.defined()) return y.to(x.scalar_type());
   // diffusers: half-precision weights see the normalised value in their own dtype first.
   if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16) y = y.to(weight.scalar_type());
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[dim < 0 ? dim + x.dim() : dim] = weight.size(0);
-  y = y * weight.view(shape);
-  if (bias.defined()) y = y + bias.view(shape);
+  y = y * weight_view(x.dim(), dim);
+  if (bias.defined()) y = y + bias_view(x.dim(), dim);
   return y;
+}
+
+// The same values with fewer full-size temporaries: a decode's activations run to hundreds of MB each, and the
+// straightforward form holds up to three fp32 copies at once. Only without autograd (the in-place steps would
+// break a backward or a JVP).
+at::Tensor RMSNorm::forward_dim_lean(const at::Tensor& x, int64_t dim) const {
+  const auto acc = accumulation_dtype(x.scalar_type());
+  // The sums of squares in fp32, over slabs of the dimension after `dim` so that a half-precision x is never
+  // converted whole (about 32 MB of fp32 at a time).
+  const int64_t d = dim < 0 ? dim + x.dim() : dim, slab_dim = d + 1 < x.dim() ? d + 1 : 0;
+  std::vector<int64_t> reduced(x.sizes().begin(), x.sizes().end());
+  reduced[d] = 1;
+  at::Tensor inv_rms = at::empty(reduced, x.options().dtype(acc));
+  const int64_t per_row = std::max<int64_t>(1, x.numel() / std::max<int64_t>(1, x.size(slab_dim)));
+  const int64_t slab = std::max<int64_t>(1, (int64_t{8} << 20) / per_row);
+  for (int64_t r = 0; r < x.size(slab_dim); r += slab) {
+    const int64_t n = std::min(slab, x.size(slab_dim) - r);
+    inv_rms.narrow(slab_dim, r, n).copy_(at::linalg_vector_norm(x.narrow(slab_dim, r, n).to(acc), 2, {d}, true));
+  }
+  inv_rms.square_().div_(x.size(d)).add_(eps).rsqrt_();
+  const bool half_weight = weight.defined() && (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16);
+  // x * inv_rms is computed in fp32 and rounded once on the store, as the reference's fp32 product then cast.
+  at::Tensor y = at::empty_like(x, x.options().dtype(half_weight || !weight.defined() ? x.scalar_type() : acc));
+  at::mul_out(y, x, inv_rms);
+  if (!weight.defined()) return y;
+  y.mul_(weight_view(x.dim(), dim));
+  if (bias.defined()) y.add_(bias_view(x.dim(), dim));
+  return y;
+}
+
+// weight / bias shaped to broadcast along `dim` of a rank-`rank` tensor.
+at::Tensor RMSNorm::weight_view(int64_t rank, int64_t dim) const {
+  std::vector<int64_t> shape(rank, 1);
+  shape[dim < 0 ? dim + rank : dim] = weight.size(0);
+  return weight.view(shape);
+}
+
+at::Tensor RMSNorm::bias_view(int64_t rank, int64_t dim) const {
+  std::vector<int64_t> shape(rank, 1);
+  shape[dim < 0 ? dim + rank : dim] = bias.size(0);
+  return bias.view(shape);
 }
 
 GLUMBConv::GLUMBConv(int64_t in_channels, int64_t out_channels, int64_t hidden, bool with_norm,

@@ -80,8 +80,17 @@ void load_state_dict(torch::nn::Module& module, const Checkpoint& ckpt, const st
   at::NoGradGuard no_grad;
   for (auto& [name, t] : tensors) {
     at::Tensor src = ckpt.get(options.prefix + name);
-    // Same dtype on CPU: the parameter becomes a view of the mapped file (no copy).
-    t.set_data(src.scalar_type() == t.scalar_type() && src.device() == t.device() ? src : src.to(t.options()));
+    // Same dtype on CPU: the parameter becomes a view of the mapped file (no copy). Otherwise a converted copy, and
+    // the file's pages of this tensor are let go at once (an fp32 file loaded as bf16 is never resident whole).
+    if (src.scalar_type() == t.scalar_type() && src.device() == t.device()) {
+      t.set_data(src);
+    } else {
+      t.set_data(src.to(t.options()));
+      if (src.is_cpu() && src.use_count() == 1) {
+        src.reset();
+        ckpt.release(options.prefix + name);
+      }
+    }
   }
 }
 

@@ -69,12 +69,21 @@ std::pair<at::Tensor, at::Tensor> Pipeline::encode_prompt(const std::vector<std:
                                                           const PromptOptions& options) const {
   if (!components.tokenizer || !components.text_encoder)
     throw Error("this pipeline has no text encoder: pass prompt embeddings");
-  return encode_prompt_with(*components.tokenizer, *components.text_encoder, prompts, options, components.device);
+  return encode_prompt_with(*components.tokenizer, *components.text_encoder, prompts, options, components.device,
+                            components.prefix_cache.get());
 }
 
 void require_finite(const at::Tensor& t, const std::string& stage) {
   if (t.defined() && !at::isfinite(t).all().item<bool>())
     throw Error(stage + ": the values became NaN or infinite (broken weights, config or settings)");
+}
+
+void StepFiniteness::check() const {
+  if (flags_.empty()) return;
+  const at::Tensor ok = at::stack(flags_).cpu();  // one read for all steps
+  for (size_t i = 0; i < stages_.size(); ++i)
+    if (!ok[i].item<bool>())
+      throw Error(stages_[i] + ": the values became NaN or infinite (broken weights, config or settings)");
 }
 
 std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,

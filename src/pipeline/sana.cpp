@@ -44,7 +44,7 @@ std::pair<at::Tensor, at::Tensor> SanaPipeline::model_text(const GenerateOptions
   double t0 = now();
   std::tie(r.prompt_embeds, r.prompt_attention_mask) = prompt_embeddings_for(components, o);
   if (progress) progress("text encoder", now() - t0);
-  if (!cfg) return {r.prompt_embeds, r.prompt_attention_mask};
+  if (!cfg) return without_padding(r.prompt_embeds, r.prompt_attention_mask);
   at::Tensor neg, mask;
   if (o.negative_prompt_embeds.defined()) {
     neg = o.negative_prompt_embeds.to(components.device, components.transformer->dtype());
@@ -59,7 +59,8 @@ std::pair<at::Tensor, at::Tensor> SanaPipeline::model_text(const GenerateOptions
     if (progress) progress("text encoder (negative prompt)", now() - t0);
   }
   const int64_t B = r.prompt_embeds.size(0);
-  return {at::cat({neg.expand({B, -1, -1}), r.prompt_embeds}), at::cat({mask.expand({B, -1}), r.prompt_attention_mask})};
+  return without_padding(at::cat({neg.expand({B, -1, -1}), r.prompt_embeds}),
+                         at::cat({mask.expand({B, -1}), r.prompt_attention_mask}));
 }
 
 GenerateResult SanaPipeline::generate(const GenerateOptions& o, const ProgressFn& progress) const {
@@ -84,6 +85,7 @@ GenerateResult SanaPipeline::generate(const GenerateOptions& o, const ProgressFn
   r.initial_noise = at::randn({B, transformer.config().in_channels, r.generated_height / f, r.generated_width / f},
                               gen, at::TensorOptions().dtype(at::kFloat));
   at::Tensor x = r.initial_noise.to(components.device);
+  StepFiniteness finite;
   for (int i = 0; i < scheduler->num_steps(); ++i) {
     const double t0 = now();
     SanaTransformerInputs in;
@@ -96,9 +98,10 @@ GenerateResult SanaPipeline::generate(const GenerateOptions& o, const ProgressFn
     if (o.record_steps) r.steps.push_back({in.hidden_states, in.timestep, out, in.controlnet_block_samples});
     const at::Tensor v = cfg ? out.narrow(0, 0, B) + o.guidance_scale * (out.narrow(0, B, B) - out.narrow(0, 0, B)) : out;
     x = scheduler->step(v, i, x);
-    require_finite(x, "step " + std::to_string(i + 1) + "/" + std::to_string(scheduler->num_steps()));
+    finite.add(x, "step " + std::to_string(i + 1) + "/" + std::to_string(scheduler->num_steps()));
     if (progress) progress("step " + std::to_string(i + 1) + "/" + std::to_string(scheduler->num_steps()), now() - t0);
   }
+  finite.check();
   r.denoised.push_back(x);
   r.final_latents = x;
   decode_and_finish(components, o, r, progress);

@@ -101,8 +101,7 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
 
   // Guidance in the embeddings' dtype, then * guidance_embeds_scale (4.5 -> 0.45; bf16 rounds it).
   SanaTransformerInputs cond;
-  cond.encoder_hidden_states = embeds;
-  cond.encoder_attention_mask = r.prompt_attention_mask;
+  std::tie(cond.encoder_hidden_states, cond.encoder_attention_mask) = without_padding(embeds, r.prompt_attention_mask);
   cond.guidance = at::full({B}, o.guidance_scale, at::TensorOptions().dtype(at::kFloat).device(components.device))
                       .to(embeds.scalar_type()) *
                   transformer.config().guidance_embeds_scale;
@@ -111,6 +110,7 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
   // fresh noise to the next time.
   const SanaTrigFlow model(components.transformer, controlnet_call(components, o, r, B));
   at::Tensor x0;
+  StepFiniteness finite;
   const int n = scheduler.num_steps();
   for (int i = first; i < n; ++i) {
     t0 = now();
@@ -119,11 +119,12 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
     const at::Tensor F = model.forward(x / sigma_d, t, cond);
     if (o.record_steps) r.steps.push_back({x / sigma_d, t, F, {}});
     std::tie(x, x0) = scheduler.step(F.to(at::kFloat) * sigma_d, i, x, gen);
-    require_finite(x0, "step " + std::to_string(i + 1 - first) + "/" + std::to_string(n - first));
+    finite.add(x0, "step " + std::to_string(i + 1 - first) + "/" + std::to_string(n - first));
     r.denoised.push_back(x0);
     if (progress) progress("step " + std::to_string(i + 1 - first) + "/" + std::to_string(n - first), now() - t0);
   }
 
+  finite.check();
   r.final_latents = x0 / sigma_d;
   decode_and_finish(components, o, r, progress);
   return r;

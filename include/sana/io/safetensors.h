@@ -39,6 +39,9 @@ class SafetensorsFile {
   const TensorInfo& info(const std::string& name) const;
   // CPU tensor with the stored dtype and shape: a view of the mapping when aligned, else a copy.
   at::Tensor get(const std::string& name) const;
+  // Drops the tensor's pages from memory (they are read from the file again if touched): after a tensor has been
+  // converted to another dtype, so that loading never holds a whole model in both dtypes. Views of it must be gone.
+  void release(const std::string& name) const;
 
   struct Mapping;
 
@@ -63,6 +66,7 @@ class Checkpoint {
   bool contains(const std::string& name) const { return where_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
   at::Tensor get(const std::string& name) const;
+  void release(const std::string& name) const;  // SafetensorsFile::release
   // Where a tensor lives (for error messages).
   const std::string& file_of(const std::string& name) const;
   // __metadata__ of the single file, or the index's "metadata" object (values as JSON text).

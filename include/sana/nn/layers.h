@@ -47,6 +47,11 @@ class RMSNorm : public Module {
   at::Tensor forward_dim(const at::Tensor& x, int64_t dim) const;
   at::Tensor weight, bias;
   double eps;
+
+ private:
+  at::Tensor forward_dim_lean(const at::Tensor& x, int64_t dim) const;
+  at::Tensor weight_view(int64_t rank, int64_t dim) const;
+  at::Tensor bias_view(int64_t rank, int64_t dim) const;
 };
 
 // diffusers TimestepEmbedding: linear_2(SiLU(linear_1(x))).

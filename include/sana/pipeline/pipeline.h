@@ -12,12 +12,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "sana/models/dcae.h"
 #include "sana/models/gemma2.h"
 #include "sana/models/sana_controlnet.h"
 #include "sana/models/sana_transformer.h"
 #include "sana/pipeline/options.h"
+#include "sana/pipeline/prefix_cache.h"
 #include "sana/text/tokenizer.h"
 
 namespace sana {
@@ -29,6 +31,8 @@ struct PipelineComponents {
   std::shared_ptr<AutoencoderDC> vae;
   std::shared_ptr<SanaControlNetModel> controlnet;  // optional
   at::Device device = at::kCPU;
+  // The text encoder's instruction prefix, computed once and shared by every call (prefix_cache.h).
+  std::shared_ptr<TextEncoderPrefixCache> prefix_cache = std::make_shared<TextEncoderPrefixCache>();
 
   // Loads tokenizer/, text_encoder/, transformer/ and vae/ of a diffusers pipeline folder, and controlnet/ when
   // model_index.json lists it; errors name the missing folder.
@@ -64,6 +68,22 @@ class Pipeline {
 // Error naming `stage` ("text encoder", "step 2/4", "vae decode") when `t` holds a NaN or an infinity: broken
 // weights or settings give an error, not a black image.
 void require_finite(const at::Tensor& t, const std::string& stage);
+
+// The same for the sampling loop's steps without reading a value back to the host inside a step (which would stall a
+// GPU every step): each step's flag stays on the device, and check() reads them all after the loop, naming the first
+// step that went wrong.
+class StepFiniteness {
+ public:
+  void add(const at::Tensor& t, std::string stage) {
+    flags_.push_back(at::isfinite(t).all());
+    stages_.push_back(std::move(stage));
+  }
+  void check() const;
+
+ private:
+  std::vector<at::Tensor> flags_;
+  std::vector<std::string> stages_;
+};
 
 // The pipeline of a diffusers folder: SanaSprintPipeline / SanaSprintImg2ImgPipeline for a Sprint transformer (it
 // has a guidance embedding), SanaPipeline / SanaControlNetPipeline for a teacher's; a `controlnet` component is
