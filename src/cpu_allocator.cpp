@@ -22,18 +22,26 @@ constexpr size_t kHugePage = size_t{2} << 20;
 constexpr size_t kLargeBlock = size_t{32} << 20;
 constexpr size_t kAlignment = 64;  // as LibTorch's default CPU allocator
 
-// Large blocks by data pointer -> their mapping: LibTorch's raw deallocation hands back only the pointer.
-std::mutex large_mutex;
-std::unordered_map<void*, std::pair<void*, size_t>> large_blocks;
+// Large blocks by data pointer -> their mapping: LibTorch's raw deallocation hands back only the pointer. Never
+// destroyed, so that a tensor freed during the process's static destruction still finds it.
+struct LargeBlocks {
+  std::mutex mutex;
+  std::unordered_map<void*, std::pair<void*, size_t>> mappings;
+};
+LargeBlocks& large_blocks() {
+  static auto* blocks = new LargeBlocks;
+  return *blocks;
+}
 
 void free_block(void* ptr) {
   if (!ptr) return;
   {
-    std::lock_guard<std::mutex> lock(large_mutex);
-    const auto it = large_blocks.find(ptr);
-    if (it != large_blocks.end()) {
+    LargeBlocks& large = large_blocks();
+    std::lock_guard<std::mutex> lock(large.mutex);
+    const auto it = large.mappings.find(ptr);
+    if (it != large.mappings.end()) {
       munmap(it->second.first, it->second.second);
-      large_blocks.erase(it);
+      large.mappings.erase(it);
       return;
     }
   }
@@ -57,8 +65,9 @@ class HugePageCPUAllocator final : public c10::Allocator {
     auto* data = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) / kHugePage * kHugePage);
     madvise(data, length - (data - static_cast<char*>(raw)), MADV_HUGEPAGE);
     {
-      std::lock_guard<std::mutex> lock(large_mutex);
-      large_blocks[data] = {raw, length};
+      LargeBlocks& large = large_blocks();
+      std::lock_guard<std::mutex> lock(large.mutex);
+      large.mappings[data] = {raw, length};
     }
     return {data, data, &free_block, cpu};
   }
@@ -70,8 +79,8 @@ class HugePageCPUAllocator final : public c10::Allocator {
 }  // namespace
 
 void install_cpu_allocator() {
-  static HugePageCPUAllocator allocator;
-  c10::SetCPUAllocator(&allocator, /*priority=*/1);
+  static auto* allocator = new HugePageCPUAllocator;  // outlives every tensor, as LibTorch's own allocator does
+  c10::SetCPUAllocator(allocator, /*priority=*/1);
 }
 
 }  // namespace sana
