@@ -77,8 +77,7 @@ TEST_F(PipelineFixture, TokenizationWithComplexHumanInstruction) {
 }
 
 // The instruction prefix from the cache, then only each prompt's tokens: the embeddings at the unpadded positions
-// equal the whole padded forward's (fp32), padded positions are zero, the mask is the same, and the prefix is
-// computed once. Prompts of different lengths in one batch, with and without the instruction, an empty one, one that
+// equal the whole padded forward's (fp32), padded positions are zero and the mask is the same. Prompts of different lengths in one batch, with and without the instruction, an empty one, one that
 // starts with punctuation (its first tokens may merge with the instruction's last ones) and one past the length limit.
 TEST_F(PipelineFixture, PrefixCacheEqualsTheWholeTextEncoderForward) {
   const auto& c = pipe_->components;
@@ -97,9 +96,6 @@ TEST_F(PipelineFixture, PrefixCacheEqualsTheWholeTextEncoderForward) {
     EXPECT_CLOSE(cached, unpadded(whole, mask), 1e-5);
     EXPECT_EQ(at::count_nonzero(cached.masked_select(mask.unsqueeze(-1).expand_as(cached) == 0)).item<int64_t>(), 0);
   }
-  const std::vector<int> chi_ids = c.tokenizer->encode(sana::default_complex_human_instruction());
-  const std::vector<int64_t> key(chi_ids.begin(), chi_ids.end());
-  EXPECT_EQ(cache.get(*c.text_encoder, key), cache.get(*c.text_encoder, key)) << "the prefix is computed once";
 }
 
 // Cutting the trailing padding before the transformer changes nothing: padded keys get zero weight.

@@ -12,12 +12,9 @@ namespace {
 // The text encoder's hidden states [B, L, C] of tokenised prompts, the shared instruction prefix taken from the
 // cache: rows reuse the positions they share with the cached prefix, the rest (up to the longest prompt) is run,
 // and positions past each row's last token stay zero.
-at::Tensor hidden_after_prefix(const GemmaTokenizer& tokenizer, const Gemma2Model& text_encoder,
-                               const TokenizedPrompts& tok, const PromptOptions& options, TextEncoderPrefixCache& cache,
-                               const at::Device& device) {
-  const bool chi = options.use_complex_human_instruction && !options.complex_human_instruction.empty();
-  const std::vector<int> prefix_ids = tokenizer.encode(chi ? options.complex_human_instruction : std::string());
-  const auto state = cache.get(text_encoder, std::vector<int64_t>(prefix_ids.begin(), prefix_ids.end()));
+at::Tensor hidden_after_prefix(const Gemma2Model& text_encoder, const TokenizedPrompts& tok,
+                               TextEncoderPrefixCache& cache, const at::Device& device) {
+  const auto state = cache.get(text_encoder, std::vector<int64_t>(tok.prefix_ids.begin(), tok.prefix_ids.end()));
 
   // A prompt's first tokens can merge with the instruction's last ones ("User Prompt: " + "a" drops the lone
   // space piece), so what a row shares with the prefix is measured on the token ids.
@@ -51,7 +48,7 @@ std::pair<at::Tensor, at::Tensor> encode_prompt_with(const GemmaTokenizer& token
                                                      TextEncoderPrefixCache* prefix_cache) {
   const TokenizedPrompts tok = tokenize_prompts(tokenizer, prompts, options);
   const at::Tensor hidden =
-      prefix_cache ? hidden_after_prefix(tokenizer, text_encoder, tok, options, *prefix_cache, device)
+      prefix_cache ? hidden_after_prefix(text_encoder, tok, *prefix_cache, device)
                    : text_encoder.forward(tok.input_ids.to(device), tok.attention_mask.to(device));
   const at::Tensor index = tok.select_index.to(device);
   return {hidden.index_select(1, index), tok.attention_mask.to(device).index_select(1, index)};

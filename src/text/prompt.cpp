@@ -87,11 +87,11 @@ TokenizedPrompts tokenize_prompts(const GemmaTokenizer& tokenizer, const std::ve
   if (prompts.empty()) throw Error("no prompt given");
   if (o.max_sequence_length < 2) throw Error("max_sequence_length must be at least 2");
   const bool chi = o.use_complex_human_instruction && !o.complex_human_instruction.empty();
-  const int64_t max_len =
-      chi ? static_cast<int64_t>(tokenizer.encode(o.complex_human_instruction).size()) + o.max_sequence_length - 2
-          : o.max_sequence_length;
-  const int64_t B = prompts.size();
   TokenizedPrompts out;
+  out.prefix_ids = tokenizer.encode(chi ? o.complex_human_instruction : std::string());
+  const int64_t max_len =
+      chi ? static_cast<int64_t>(out.prefix_ids.size()) + o.max_sequence_length - 2 : o.max_sequence_length;
+  const int64_t B = prompts.size();
   out.input_ids = at::full({B, max_len}, tokenizer.pad_id(), at::kLong);
   out.attention_mask = at::zeros({B, max_len}, at::kLong);
   auto ids_acc = out.input_ids.accessor<int64_t, 2>();

@@ -27,6 +27,7 @@ struct TokenizedPrompts {
   at::Tensor input_ids;       // [B, L_all] int64
   at::Tensor attention_mask;  // [B, L_all] int64, 1 = token, 0 = padding
   at::Tensor select_index;    // [max_sequence_length] int64: positions kept after the text encoder
+  std::vector<int> prefix_ids;  // the tokens every row starts from: <bos> + the instruction (or <bos> alone)
 };
 
 // Python's str.lower().strip() for UTF-8 text (lower-casing per Unicode code point).
