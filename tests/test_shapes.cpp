@@ -8,6 +8,7 @@
 #include "sana/error.h"
 #include "sana/shapes/control_eval.h"
 #include "sana/shapes/eval.h"
+#include "sana/shapes/object_eval.h"
 #include "sana/shapes/world.h"
 #include "test_util.h"
 
@@ -127,6 +128,41 @@ TEST(ShapesEval, WrongImagesScoreAsWrong) {
   EXPECT_EQ(checked, 60);
   // A blank image has no objects.
   EXPECT_TRUE(detect(render(Scene{Category::single_object, {}, Relation::none, ""}, 64)).empty());
+}
+
+// The object breakdown: true renders read every object as its shape with nothing extra; a scene drawn with one object's
+// shape changed reads that object as the drawn shape; a blank image misses every object.
+TEST(ObjectEval, ReadsEachObjectAsDrawn) {
+  ObjectReport truth, changed, blank;
+  int objects = 0;
+  for (int i = 0; i < 120; ++i) {
+    const Scene s = scene_for(17, i);
+    objects += static_cast<int>(s.objects.size());
+    truth.add(s, detect(render(s, 64)));
+    Scene drawn = s;
+    drawn.objects[0].shape = s.objects[0].shape == Shape::circle ? Shape::square : Shape::circle;
+    changed.add(s, detect(render(drawn, 64)));
+    blank.add(s, {});
+  }
+  SCOPED_TRACE(truth.to_markdown());
+  EXPECT_EQ(truth.extra, 0);
+  int read = 0, missed = 0, read_circle_or_square = 0;
+  for (const auto& [object, row] : truth.read_as) {
+    EXPECT_GE(truth.recognised(object), 0.99) << object;
+    for (const auto& [as, n] : row) read += n;
+  }
+  EXPECT_EQ(read, objects);
+  for (const auto& [object, row] : blank.read_as) missed += row.at("missed");
+  EXPECT_EQ(missed, objects);
+  EXPECT_EQ(blank.extra, 0);
+  // The first object of each scene was drawn as a circle (or a square where it was a circle).
+  for (const auto& [object, row] : changed.read_as) {
+    if (object.find("circle") != std::string::npos) read_circle_or_square += row.count("square") ? row.at("square") : 0;
+    else read_circle_or_square += row.count("circle") ? row.at("circle") : 0;
+  }
+  EXPECT_GE(read_circle_or_square, 115);  // one changed object per scene; counting scenes' others stay as they are
+  EXPECT_LE(read_circle_or_square, 120);
+  EXPECT_NE(nlohmann::json::parse(changed.to_json())["read_as"].size(), 0u);
 }
 
 TEST(Shapes, DescriptionRoundTrip) {

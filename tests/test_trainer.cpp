@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 
 #include "sana/diffusion/trigflow.h"
@@ -17,6 +18,9 @@
 #include "sana/pipeline/sana.h"
 #include "sana/pipeline/sana_sprint.h"
 #include "sana/shapes/world.h"
+#include "sana/text/prompt.h"
+#include "sana/text/tokenizer.h"
+#include "sana/train/lm_pretrain.h"
 #include "sana/train/trainer.h"
 #include "test_util.h"
 
@@ -26,6 +30,24 @@ using nlohmann::json;
 namespace {
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+// Scenes 0..n-1 of seed 7 as an image-caption folder at `size` px (with scribbles when `control`); their captions.
+std::vector<std::string> write_shapes_folder(const fs::path& data, int n, int size, bool control) {
+  fs::create_directories(data);
+  std::vector<std::string> captions;
+  for (int i = 0; i < n; ++i) {
+    const auto scene = sana::shapes::scene_for(7, i);
+    char stem[16];
+    std::snprintf(stem, sizeof(stem), "%04d", i);
+    write((data / (std::string(stem) + ".txt")).string(), scene.caption + "\n");
+    sana::save_png((data / (std::string(stem) + ".png")).string(), sana::shapes::render(scene, size));
+    if (control)
+      sana::save_png((data / (std::string(stem) + ".control.png")).string(),
+                     sana::shapes::render_scribble(scene, size, 1.5));
+    captions.push_back(scene.caption);
+  }
+  return captions;
+}
 
 std::vector<double> logged(const std::string& log, const std::string& key) {
   std::vector<double> v;
@@ -50,16 +72,7 @@ class TinyWorld : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new sana::test::TempDir();
     const auto& d = dir_->path();
-    fs::create_directories(d / "data");
-    for (int i = 0; i < 48; ++i) {
-      const auto scene = sana::shapes::scene_for(7, i);
-      char stem[16];
-      std::snprintf(stem, sizeof(stem), "%04d", i);
-      write((d / "data" / (std::string(stem) + ".txt")).string(), scene.caption + "\n");
-      sana::save_png((d / "data" / (std::string(stem) + ".png")).string(), sana::shapes::render(scene, 32));
-      sana::save_png((d / "data" / (std::string(stem) + ".control.png")).string(),
-                     sana::shapes::render_scribble(scene, 32, 1.5));
-    }
+    write_shapes_folder(d / "data", 48, 32, /*control=*/true);
     write((d / "vae.json").string(), R"({"latent_channels": 4, "attention_head_dim": 8,
       "encoder_block_types": ["ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock"],
       "decoder_block_types": ["ResBlock", "ResBlock", "EfficientViTBlock", "EfficientViTBlock"],
@@ -152,6 +165,51 @@ TEST(Data, MissingInputsAreClearErrors) {
   } catch (const sana::Error& e) {
     EXPECT_NE(std::string(e.what()).find("a.txt"), std::string::npos) << e.what();
   }
+}
+
+// Pretraining the text encoder as a language model on the captions: on captions it never saw, its next-token loss
+// falls below the unigram entropy of those tokens (the best any model that ignores the context can do, counted here
+// from the training captions), which the random encoder is far above.
+TEST(TextEncoderPretraining, PredictsCaptionsBetterThanTokenFrequencies) {
+  sana::test::TempDir dir;
+  const auto& d = dir.path();
+  const std::vector<std::string> train = write_shapes_folder(d / "data", 400, 8, /*control=*/false);
+  write((d / "gemma.json").string(), R"({"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "query_pre_attn_scalar": 16,
+    "max_position_embeddings": 128})");
+  sana::LmPretrainOptions o;
+  o.steps = 300, o.batch_size = 32, o.lr = 3e-3, o.max_sequence_length = 64;
+  sana::make_text_encoder((d / "data").string(), (d / "gemma.json").string(), 300, 3, (d / "random").string());
+  sana::make_text_encoder((d / "data").string(), (d / "gemma.json").string(), 300, 3, (d / "lm").string(), false, o);
+  EXPECT_TRUE(fs::exists(d / "lm" / "text_encoder" / "training" / "log.jsonl"));
+  const auto tokenizer = sana::GemmaTokenizer::from_pretrained((d / "lm" / "tokenizer").string());
+
+  // Unigram cross-entropy of unseen captions' tokens under the training captions' token frequencies (add-one).
+  std::map<int, double> freq;
+  double total = 0;
+  for (const auto& c : train)
+    for (int t : tokenizer.encode(sana::lower_strip(c))) freq[t] += 1, total += 1;
+  std::vector<std::string> unseen;
+  for (int i = 0; i < 300; ++i) unseen.push_back(sana::shapes::scene_for(99, i).caption);
+  double unigram = 0, count = 0;
+  for (const auto& c : unseen)
+    for (int t : tokenizer.encode(sana::lower_strip(c)))
+      unigram -= std::log((freq[t] + 1) / (total + tokenizer.vocab_size())), count += 1;
+  unigram /= count;
+
+  sana::PromptOptions p;
+  p.use_complex_human_instruction = false;
+  p.max_sequence_length = 64;
+  const auto tok = sana::tokenize_prompts(tokenizer, unseen, p);
+  ASSERT_EQ(tok.attention_mask.select(1, 63).sum().item<int64_t>(), 0) << "captions were truncated";
+  auto loss_of = [&](const std::string& folder) {
+    const auto model = sana::Gemma2Model::from_pretrained((d / folder / "text_encoder").string(), at::kFloat);
+    at::NoGradGuard no_grad;
+    return sana::lm_loss(*model, tok.input_ids, tok.attention_mask).item<double>();
+  };
+  const double random = loss_of("random"), trained = loss_of("lm");
+  EXPECT_LT(trained, unigram - 0.3) << "unigram " << unigram << ", random " << random;
+  EXPECT_GT(random, unigram) << "trained " << trained;
 }
 
 TEST_F(TinyWorld, CacheHoldsScaledLatentsAndTheEmptyPrompt) {

@@ -318,9 +318,10 @@ Gemma2Config load_gemma2_config(const std::string& path) {
   f.read("rope_theta", c.rope_theta);
   f.read("attention_bias", c.attention_bias);
   f.read("query_pre_attn_scalar", c.query_pre_attn_scalar);
-  // null is meaningful for these two: no sliding window / no soft-capping.
+  // null is meaningful for these: no sliding window / no soft-capping.
   if (j.contains("sliding_window")) f.read("sliding_window", c.sliding_window);
   if (j.contains("attn_logit_softcapping")) f.read("attn_logit_softcapping", c.attn_logit_softcapping);
+  if (j.contains("final_logit_softcapping")) f.read("final_logit_softcapping", c.final_logit_softcapping);
   f.read("pad_token_id", c.pad_token_id);
   f.read("eos_token_id", c.eos_token_id);
   f.read("bos_token_id", c.bos_token_id);
@@ -344,6 +345,8 @@ Gemma2Config load_gemma2_config(const std::string& path) {
   if (c.sliding_window && *c.sliding_window < 1) f.fail("sliding_window", "must be positive or null");
   if (c.attn_logit_softcapping && !(*c.attn_logit_softcapping > 0))
     f.fail("attn_logit_softcapping", "must be positive or null");
+  if (c.final_logit_softcapping && !(*c.final_logit_softcapping > 0))
+    f.fail("final_logit_softcapping", "must be positive or null");
   if (c.hidden_activation != "gelu_pytorch_tanh" && c.hidden_activation != "gelu")
     f.fail("hidden_activation", "is '" + c.hidden_activation + "'; supported: gelu_pytorch_tanh, gelu");
   return c;

@@ -132,6 +132,13 @@ at::Tensor Gemma2Model::forward(const at::Tensor& input_ids, const at::Tensor& a
   return run(input_ids, attention_mask, 0, nullptr, nullptr);
 }
 
+at::Tensor Gemma2Model::lm_logits(const at::Tensor& last_hidden_state) const {
+  at::Tensor logits = at::matmul(last_hidden_state, embed_tokens.t());
+  if (cfg_.final_logit_softcapping)
+    logits = at::tanh(logits / *cfg_.final_logit_softcapping) * *cfg_.final_logit_softcapping;
+  return logits;
+}
+
 Gemma2PrefixState Gemma2Model::encode_prefix(const std::vector<int64_t>& ids) const {
   if (ids.empty()) throw Error("text encoder: the prefix has no tokens");
   Gemma2PrefixState state;

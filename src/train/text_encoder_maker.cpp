@@ -20,7 +20,7 @@ using json = nlohmann::json;
 namespace sana {
 
 void make_text_encoder(const std::string& data, const std::string& config, int vocab_size, uint64_t seed,
-                       const std::string& out, bool overwrite) {
+                       const std::string& out, bool overwrite, const LmPretrainOptions& pretrain) {
   OutputFolderRule rule;
   rule.overwrite = overwrite;
   rule.written_parts = {"tokenizer", "text_encoder"};  // added into a model folder beside what is there
@@ -54,9 +54,18 @@ void make_text_encoder(const std::string& data, const std::string& config, int v
   write_file_atomic(cfg_path, cfg.dump(2) + "\n");
   Gemma2Model model(load_gemma2_config(cfg_path), at::TensorOptions().dtype(at::kFloat));
   nn::init_random(model, seed);
+  std::string how = "random";
+  if (pretrain.steps > 0) {
+    LmPretrainOptions o = pretrain;
+    fs::create_directories(te_dir / "training");
+    o.log_path = (te_dir / "training" / "log.jsonl").string();
+    const LmPretrainReport r = pretrain_language_model(model, tokenizer, folder.captions, o);
+    how = "pretrained on " + std::to_string(r.train_captions) + " captions: held-out loss " +
+          c10::str(r.heldout_loss_before) + " -> " + c10::str(r.heldout_loss_after) + " nats/token";
+  }
   nn::save_state_dict(model, (te_dir / "model.safetensors").string(), {{"format", "pt"}});
   detail::note("tokenizer: " + std::to_string(tokenizer.vocab_size()) + " pieces; text encoder: " +
-               std::to_string(nn::count_parameters(model)) + " parameters (random, frozen) in " + out);
+               std::to_string(nn::count_parameters(model)) + " parameters (" + how + "; frozen from here) in " + out);
 }
 
 }  // namespace sana

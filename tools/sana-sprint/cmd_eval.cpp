@@ -19,6 +19,7 @@
 #include "sana/runtime.h"
 #include "sana/shapes/control_eval.h"
 #include "sana/shapes/eval.h"
+#include "sana/shapes/object_eval.h"
 #include "sana/shapes/world.h"
 
 namespace fs = std::filesystem;
@@ -39,6 +40,7 @@ struct EvalCommand {
 // Every result of an `eval -m` run.
 struct EvalTotals {
   shapes::EvalReport report;
+  shapes::ObjectReport objects;
   shapes::ControlReport control;
   double seconds = 0, psnr_sum = 0;
 };
@@ -64,6 +66,7 @@ int run_eval_folder(const EvalCommand& c) {
   std::sort(pngs.begin(), pngs.end());
   if (pngs.empty()) throw Error("eval: no .png images in " + c.images);
   shapes::EvalReport report;
+  shapes::ObjectReport objects;
   for (const auto& png : pngs) {
     fs::path desc = png;
     desc.replace_extension(".json");
@@ -74,10 +77,16 @@ int run_eval_folder(const EvalCommand& c) {
     } catch (const Error& e) {
       throw Error(desc.string() + ": " + e.what());
     }
-    shapes::add_result(report, scene, shapes::check(scene, shapes::detect(load_png(png.string()))));
+    const auto found = shapes::detect(load_png(png.string()));
+    shapes::add_result(report, scene, shapes::check(scene, found));
+    objects.add(scene, found);
   }
-  std::cout << report.to_markdown();
-  if (!c.json_out.empty()) write_file_atomic(c.json_out, report.to_json() + "\n");
+  std::cout << report.to_markdown() << "\n" << objects.to_markdown();
+  if (!c.json_out.empty()) {
+    auto j = nlohmann::json::parse(report.to_json());
+    j["objects"] = nlohmann::json::parse(objects.to_json());
+    write_file_atomic(c.json_out, j.dump(2) + "\n");
+  }
   note("scored " + std::to_string(pngs.size()) + " images: overall " + c10::str(report.overall()));
   return 0;
 }
@@ -92,6 +101,7 @@ at::Tensor vae_roundtrip(const Pipeline& pipe, const shapes::Scene& scene, int s
 
 void write_eval_json(const EvalCommand& c, const EvalTotals& t, double ms, double psnr_mean) {
   auto j = nlohmann::json::parse(t.report.to_json());
+  j["objects"] = nlohmann::json::parse(t.objects.to_json());
   j["control"] = c.control;
   j["control_iou"] = t.control.iou();
   j["control_color_accuracy"] = t.control.color_accuracy();
@@ -121,7 +131,9 @@ void score_image(const EvalCommand& c, int64_t i, const shapes::Scene& scene, co
   save_png(base.string() + ".png", image);
   write_file_atomic(base.string() + ".json", scene.to_json() + "\n");
   const at::Tensor saved = load_png(base.string() + ".png");
-  shapes::add_result(t.report, scene, shapes::check(scene, shapes::detect(saved)));
+  const auto found = shapes::detect(saved);
+  shapes::add_result(t.report, scene, shapes::check(scene, found));
+  t.objects.add(scene, found);
   t.control.add(shapes::control_score(scene, saved));
   if (!c.reference.empty()) {
     const fs::path ref = fs::path(c.reference) / (stem_of(i) + ".png");
@@ -159,7 +171,7 @@ int run_eval_model(EvalCommand& c) {
            c10::str(t.report.overall()));
   }
   p.seed = base_seed;
-  std::cout << t.report.to_markdown() << "\n" << t.control.to_markdown();
+  std::cout << t.report.to_markdown() << "\n" << t.objects.to_markdown() << "\n" << t.control.to_markdown();
   const double ms = 1000 * t.seconds / c.prompts;
   std::cout << "\nms per image (batch 1, text encoder + sampling + decode): " << ms << "\n";
   if (!c.reference.empty()) std::cout << "PSNR against " << c.reference << ": " << t.psnr_sum / c.prompts << " dB\n";

@@ -54,18 +54,31 @@ Subcommand add_text_encoder(CLI::App& app) {
     int vocab = 384;
     uint64_t seed = 0;
     bool overwrite = false;
+    LmPretrainOptions pretrain;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("text-encoder",
-                                 "train a SentencePiece tokenizer on captions and make a random frozen Gemma-2");
+                                 "train a SentencePiece tokenizer on captions and make a Gemma-2 text encoder (random, "
+                                 "or pretrained as a language model on the captions), frozen for the later stages");
   cmd->add_option("--data", a->data, "image-caption folder (its .txt captions)")->required();
   cmd->add_option("--config", a->config, "Gemma2 config.json (vocab_size is set to the tokenizer's)")->required();
   cmd->add_option("--vocab-size", a->vocab, "SentencePiece vocabulary size (>= 260: byte fallback)")->capture_default_str();
   cmd->add_option("-s,--seed", a->seed, "seed of the random weights")->capture_default_str();
   cmd->add_option("-o,--out", a->out, "folder that gets tokenizer/ and text_encoder/")->required();
   cmd->add_flag("--overwrite", a->overwrite, "replace tokenizer/ and text_encoder/ if the folder has them");
+  cmd->add_option("--pretrain-steps", a->pretrain.steps,
+                  "next-token pretraining steps on the captions (0: the encoder stays random)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--pretrain-lr", a->pretrain.lr, "pretraining learning rate (AdamW, warm-up then cosine to 1/10)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--pretrain-batch-size", a->pretrain.batch_size, "captions per pretraining step")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-sequence-length", a->pretrain.max_sequence_length,
+                  "tokens per caption in pretraining, <bos> included (as the cache's)")
+      ->capture_default_str()->check(CLI::Range(2, 4096));
   return {cmd, [a] {
-    make_text_encoder(a->data, a->config, a->vocab, a->seed, a->out, a->overwrite);
+    a->pretrain.seed = a->seed;
+    make_text_encoder(a->data, a->config, a->vocab, a->seed, a->out, a->overwrite, a->pretrain);
     return 0;
   }};
 }

@@ -83,6 +83,7 @@ struct Gemma2Config {
   double query_pre_attn_scalar = 256;
   std::optional<int> sliding_window = 4096;            // on the even layers
   std::optional<double> attn_logit_softcapping = 50.0;
+  std::optional<double> final_logit_softcapping = 30.0;  // the causal-LM head's (Gemma2ForCausalLM); not the encoder's
   int pad_token_id = 0, eos_token_id = 1, bos_token_id = 2;
   std::string torch_dtype = "float32";
 };

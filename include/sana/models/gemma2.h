@@ -88,6 +88,11 @@ class Gemma2Model : public nn::Module {
   at::Tensor forward_after(const Gemma2PrefixState& prefix, int64_t start, const at::Tensor& input_ids,
                            const at::Tensor& attention_mask) const;
 
+  // Next-token logits [B, L, vocab] from last_hidden_state: the causal-LM head of Gemma2ForCausalLM, tied to the
+  // token embedding, soft-capped by final_logit_softcapping. Only the pretraining of the shapes world's encoder
+  // uses it (docs/ARCHITECTURE.md, "Training"); SANA reads the hidden states.
+  at::Tensor lm_logits(const at::Tensor& last_hidden_state) const;
+
   const Gemma2Config& config() const { return cfg_; }
   at::ScalarType dtype() const { return embed_tokens.scalar_type(); }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "sana/train/data.h"
+#include "sana/train/lm_pretrain.h"
 
 namespace sana {
 
@@ -45,11 +46,12 @@ struct TrainOptions {
 // config.json. Writes <out>/config.json (scaling_factor = 1 / std of the latents) and the weights.
 void train_vae(const std::string& data, const std::string& config, const TrainOptions& options);
 
-// A SentencePiece tokenizer trained on the folder's captions and a randomly initialised, frozen Gemma-2 (`config`,
-// vocab_size set to the tokenizer's): <out>/tokenizer/tokenizer.model, <out>/text_encoder/{config.json,
-// model.safetensors}.
+// A SentencePiece tokenizer trained on the folder's captions and a Gemma-2 (`config`, vocab_size set to the
+// tokenizer's), random or pretrained as a language model on the captions (`pretrain.steps` > 0; its log in
+// <out>/text_encoder/training/log.jsonl), frozen from then on: <out>/tokenizer/tokenizer.model,
+// <out>/text_encoder/{config.json, model.safetensors}.
 void make_text_encoder(const std::string& data, const std::string& config, int vocab_size, uint64_t seed,
-                       const std::string& out, bool overwrite = false);
+                       const std::string& out, bool overwrite = false, const LmPretrainOptions& pretrain = {});
 
 // Flow-matching teacher (docs/ARCHITECTURE.md, "Flow matching"): v = eps - x0, logit-normal s, dense time s in
 // [0, 1], caption dropout to the empty prompt's embedding. Writes a diffusers SanaPipeline folder (the transformer's
