@@ -35,11 +35,10 @@ double heldout_loss(const Gemma2Model& model, const at::Tensor& ids, const at::T
   return sum / std::max(1.0, count);
 }
 
-// Warm-up, then cosine from lr to lr / 10.
-double scheduled_lr(const LmPretrainOptions& o, int64_t step) {
-  if (step < o.warmup_steps) return warmup_lr(o.lr, o.warmup_steps, step);
+// Cosine from lr to lr / 10 after the warm-up (apply_gradients ramps the warm-up itself).
+double cosine_lr(const LmPretrainOptions& o, int64_t step) {
   const double t = static_cast<double>(step - o.warmup_steps) / std::max<int64_t>(1, o.steps - o.warmup_steps);
-  return o.lr * (0.1 + 0.45 * (1 + std::cos(M_PI * std::min(1.0, t))));
+  return o.lr * (0.1 + 0.45 * (1 + std::cos(M_PI * std::clamp(t, 0.0, 1.0))));
 }
 
 }  // namespace
@@ -66,7 +65,6 @@ LmPretrainReport pretrain_language_model(Gemma2Model& model, const GemmaTokenize
                    test_mask = all.attention_mask.narrow(0, n - heldout, heldout);
   LmPretrainReport r;
   r.train_captions = n - heldout;
-  r.heldout_captions = heldout;
   r.heldout_loss_before = heldout_loss(model, test_ids, test_mask);
 
   const NamedTensors params = trainable(model);
@@ -83,9 +81,8 @@ LmPretrainReport pretrain_language_model(Gemma2Model& model, const GemmaTokenize
     const at::Tensor loss = lm_loss(model, train_ids.index_select(0, rows), train_mask.index_select(0, rows));
     optim.zero_grad();
     loss.backward();
-    const double gnorm = clip_grad_norm(tensors_of(params), 1.0);
-    optim.set_lr(scheduled_lr(o, step));
-    if (std::isfinite(gnorm)) optim.step();
+    const double gnorm =
+        apply_gradients(optim, params, cosine_lr(o, step), o.warmup_steps, step, /*clip=*/1.0, nullptr, nullptr).first;
     const double l = loss.item<double>();
     if (log) log->write(step, {{"loss", l}, {"grad_norm", gnorm}, {"lr", optim.lr()}});
     if ((step + 1) % 50 == 0 || step + 1 == o.steps) progress.update(step + 1, {{"loss", l}});

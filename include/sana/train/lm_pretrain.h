@@ -28,7 +28,7 @@ struct LmPretrainOptions {
 
 struct LmPretrainReport {
   double heldout_loss_before = 0, heldout_loss_after = 0;  // nats per predicted token
-  int64_t train_captions = 0, heldout_captions = 0;
+  int64_t train_captions = 0;
 };
 
 // Mean next-token cross-entropy (nats) over the positions whose next token is a token (attention_mask 1), <bos> not
