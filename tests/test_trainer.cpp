@@ -239,6 +239,33 @@ TEST_F(TinyWorld, FlowTrainingResumeEqualsAnUninterruptedRun) {
   for (const auto& name : ta.names()) EXPECT_CLOSE(tb.get(name), ta.get(name), 1e-6);
 }
 
+// A snapshot is what an export at its step would write (the EMA weights), and taking one leaves the training as it
+// was: the same losses and final weights as the run without snapshots.
+TEST_F(TinyWorld, SnapshotsAreTheExportAtTheirStepAndChangeNothing) {
+  auto o = train_options("flow_snapshots", 6);
+  o.snapshot_every = 3;
+  sana::train_flow(flow_options(), o);
+  sana::train_flow(flow_options(), train_options("flow_3", 3));
+  const auto a = logged(path("teacher/training/log.jsonl"), "loss");
+  const auto b = logged(path("flow_snapshots/training/log.jsonl"), "loss");
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << "step " << i;
+  const std::string weights = "transformer/diffusion_pytorch_model.safetensors";
+  const fs::path snaps = path("flow_snapshots/training/snapshots");
+  for (const auto& [snapshot, exported] : {std::pair{"step-3", "flow_3"}, {"step-6", "teacher"}, {"step-6", "flow_snapshots"}}) {
+    SCOPED_TRACE(std::string(snapshot) + " against " + exported);
+    const auto s = sana::Checkpoint::open((snaps / snapshot / weights).string());
+    const auto e = sana::Checkpoint::open(path(std::string(exported) + "/" + weights));
+    for (const auto& name : e.names()) EXPECT_CLOSE(s.get(name), e.get(name), 0.0);
+    EXPECT_TRUE(fs::exists(snaps / snapshot / "model_index.json"));
+  }
+  for (const auto& e : fs::directory_iterator(snaps)) EXPECT_EQ(e.path().extension(), "") << e.path();
+  // A command that writes no snapshots says so instead of ignoring the flag.
+  sana::TrainOptions vae = train_options("vae_snapshots", 1);
+  vae.snapshot_every = 1;
+  EXPECT_THROW(sana::train_vae(path("data"), path("vae.json"), vae), sana::Error);
+}
+
 // `sana-sprint train` as two Gloo processes on loopback (torchrun-style variables), each with half of the global
 // batch, exports the weights one process computes on the whole batch.
 TEST_F(TinyWorld, TwoProcessTrainingEqualsOneProcess) {

@@ -2,6 +2,7 @@
 # The shapes world, end to end, with the project's own commands: data -> tiny DC-AE -> tokenizer + frozen random
 # Gemma-2 -> latent cache -> flow-matching teacher -> SANA-Sprint student (hybrid sCM + LADD) -> models/.
 # Every stage is seeded; a finished stage is skipped, an interrupted one resumes (--resume) when run again.
+# The teacher and the student leave snapshots (training/snapshots/) for recipes/shapes/eval_curve.sh.
 # Usage: recipes/shapes/run.sh [WORK_DIR]      (default recipes/shapes/work; about 80 min on a 2-core CPU)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -31,13 +32,13 @@ stage "4/6 latent cache"
 stage "5/6 teacher by flow matching"
 [ -f "$work/teacher/model_index.json" ] || "$S" train --cache "$work/cache" --base "$work/base" \
   --config "$here/transformer_config.json" -o "$work/teacher" --steps 4000 -b 48 --lr 5e-4 --warmup-steps 200 \
-  --ema 0.999 --caption-dropout 0.1 --log-every 50 --checkpoint-every 250 --sample-every 500 -s 1 \
+  --ema 0.999 --caption-dropout 0.1 --log-every 50 --checkpoint-every 250 --sample-every 500 --snapshot-every 1000 -s 1 \
   $(resume_flag "$work/teacher")
 
 stage "6/6 student by hybrid sCM + LADD"
 [ -f "$work/student/model_index.json" ] || "$S" distill --teacher "$work/teacher" --cache "$work/cache" \
   -o "$work/student" --loss hybrid --steps 1600 -b 16 --lr 1e-4 --grad-clip 0.1 --tangent-warmup 500 \
-  --log-every 50 --checkpoint-every 100 --sample-every 400 -s 1 $(resume_flag "$work/student")
+  --log-every 50 --checkpoint-every 100 --sample-every 400 --snapshot-every 400 -s 1 $(resume_flag "$work/student")
 
 stage "shipping to models/"
 for m in teacher:sana-shapes-teacher student:sana-sprint-shapes; do

@@ -64,6 +64,7 @@ class Distillation {
   std::vector<at::Tensor> teacher_features(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& embeds,
                                            const at::Tensor& mask, const at::Tensor& control) const;
   void build_networks();
+  void write_result(const std::string& dir) const;
   void export_result() const;
   Values generator_step(int64_t step, const Batch& b, const Draws& r);
   Values discriminator_step(int64_t step, const Batch& b, const Draws& r, at::Generator& gen);
@@ -137,6 +138,10 @@ Distillation::Distillation(const DistillOptions& d, const TrainOptions& o)
   run_->track("optim_d.", *optim_d_);
   if (ema_) run_->track("ema.", *ema_);
   run_->on_sample([this](const std::string& path) { sample_grid(path); });
+  run_->on_snapshot([this](const std::string& dir) {
+    const AveragesInParams exported(ema_.get());
+    write_result(dir);
+  });
 }
 
 // The student and what trains: the whole student (plain distillation), or only its ControlNet.
@@ -375,19 +380,22 @@ void Distillation::run() {
 }
 
 // A diffusers SanaSprintPipeline folder (the logvar head is training-only, as in the reference export), or in
-// ControlNet mode the student's ControlNet folder.
-void Distillation::export_result() const {
-  if (student_cn_) {
-    export_controlnet(*student_cn_, o_.out);
-    note("train-controlnet: wrote the student's ControlNet " + o_.out + " (use it with generate -m " + d_.student +
-         " --controlnet " + o_.out + ")");
-    return;
-  }
+// ControlNet mode the student's ControlNet folder, written to `dir`: the output folder, or a snapshot's.
+void Distillation::write_result(const std::string& dir) const {
+  if (student_cn_) return export_controlnet(*student_cn_, dir);
   const json sched = {{"_class_name", "SCMScheduler"}, {"num_train_timesteps", 1000}, {"prediction_type", "trigflow"},
                       {"sigma_data", sd_}};
-  export_pipeline(o_.out, "SanaSprintPipeline", sched.dump(2) + "\n", *student_.transformer,
+  export_pipeline(dir, "SanaSprintPipeline", sched.dump(2) + "\n", *student_.transformer,
                   student_.config.dump(2) + "\n", d_.teacher, cache_, 1, 4.5);
-  note("distill: wrote the student pipeline " + o_.out);
+}
+
+void Distillation::export_result() const {
+  write_result(o_.out);
+  if (student_cn_)
+    note("train-controlnet: wrote the student's ControlNet " + o_.out + " (use it with generate -m " + d_.student +
+         " --controlnet " + o_.out + ")");
+  else
+    note("distill: wrote the student pipeline " + o_.out);
 }
 
 }  // namespace

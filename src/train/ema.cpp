@@ -19,4 +19,17 @@ void EMA::copy_to_params() const {
   for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(avg_[i].second);
 }
 
+AveragesInParams::AveragesInParams(const EMA* ema) : ema_(ema) {
+  if (!ema_) return;
+  at::NoGradGuard no_grad;
+  for (const auto& [name, p] : ema_->params()) saved_.push_back(p.detach().clone());
+  ema_->copy_to_params();
+}
+
+AveragesInParams::~AveragesInParams() {
+  if (!ema_) return;
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < saved_.size(); ++i) ema_->params()[i].second.copy_(saved_[i]);
+}
+
 }  // namespace sana::detail

@@ -105,6 +105,14 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
     if (!vae) vae = AutoencoderDC::from_pretrained((fs::path(f.base) / "vae").string(), opts);
     sample_teacher_grid(path, model, vae, cache, device, o.seed);
   });
+  const auto write_teacher = [&](const std::string& dir) {
+    export_pipeline(dir, "SanaPipeline", teacher_scheduler_config().dump(2) + "\n", *model, cfg_json.dump(2) + "\n",
+                    f.base, cache, 20, 4.5);
+  };
+  run.on_snapshot([&](const std::string& dir) {
+    const AveragesInParams exported(ema.get());
+    write_teacher(dir);
+  });
   run.note("train: teacher with " + std::to_string(nn::count_parameters(*model)) + " parameters on " +
            std::to_string(cache.size()) + " cached samples, global batch " + std::to_string(o.batch_size) + " over " +
            std::to_string(run.world_size()) + " process(es)");
@@ -126,8 +134,7 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
   // Export a diffusers SanaPipeline folder (the EMA weights when there is an EMA).
   if (ema) ema->copy_to_params();
   if (!run.finish()) return;
-  export_pipeline(o.out, "SanaPipeline", teacher_scheduler_config().dump(2) + "\n", *model, cfg_json.dump(2) + "\n",
-                  f.base, cache, 20, 4.5);
+  write_teacher(o.out);
   note("train: wrote the teacher pipeline " + o.out);
 }
 

@@ -33,6 +33,7 @@ void check_options(const TrainOptions& o) {
   require(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "--weight-decay must be a number >= 0");
   require(std::isfinite(o.grad_clip) && o.grad_clip > 0, "--grad-clip must be a positive number");
   require(std::isfinite(o.ema_decay) && o.ema_decay >= 0 && o.ema_decay < 1, "--ema must be in [0, 1)");
+  require(o.snapshot_every >= 0, "--snapshot-every must be at least 0");
   require(o.log_every >= 1 && o.checkpoint_every >= 1, "--log-every and --checkpoint-every must be at least 1");
 }
 
@@ -91,6 +92,7 @@ void TrainingRun::check_resume_options(const std::string& recorded) const {
 }
 
 int64_t TrainingRun::begin(const NamedTensors& shared) {
+  if (o_.snapshot_every > 0 && !snapshot_) throw Error("--snapshot-every: `" + command_ + "` writes no snapshots");
   const std::string ckpt = (fs::path(dir_) / "checkpoint.safetensors").string();
   int64_t start = 0;
   if (o_.resume) {
@@ -129,6 +131,18 @@ void TrainingRun::end_step(int64_t step, const Values& logged, const Values& sho
   if ((step + 1) % o_.checkpoint_every == 0 || last) save(step + 1);
   if (main_rank() && sample_ && o_.sample_every > 0 && (step + 1) % o_.sample_every == 0)
     sample_((fs::path(dir_) / "samples" / ("step-" + std::to_string(step + 1) + ".png")).string());
+  if (main_rank() && snapshot_ && o_.snapshot_every > 0 && (step + 1) % o_.snapshot_every == 0) snapshot(step + 1);
+}
+
+// Written beside its final place and renamed, so that a snapshot folder is either whole or absent.
+void TrainingRun::snapshot(int64_t step) const {
+  const fs::path dir = fs::path(dir_) / "snapshots" / ("step-" + std::to_string(step));
+  const fs::path tmp = dir.string() + ".tmp";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  snapshot_(tmp.string());
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
 }
 
 bool TrainingRun::finish() {

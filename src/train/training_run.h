@@ -1,7 +1,7 @@
 #pragma once
 // The run state every training loop shares (docs/ARCHITECTURE.md, "Training"): where its state lives
 // (<out>/training/), the data-parallel group and this process's rows, resume or fresh start, and the cadence of the
-// JSONL log, the progress line, the checkpoints and the sample grids. A loop reads:
+// JSONL log, the progress line, the checkpoints, the sample grids and the snapshots. A loop reads:
 //
 //   TrainingRun run("train", options, shape);
 //   run.track("model.", params); run.track("optim.", optim); ...
@@ -41,9 +41,11 @@ class TrainingRun {
 
   // The grid writer (rank 0 only), called with the grid's path.
   void on_sample(std::function<void(const std::string& path)> sample) { sample_ = std::move(sample); }
+  // The snapshot writer (rank 0 only): writes what the run would export now into the (fresh) folder it is given.
+  void on_snapshot(std::function<void(const std::string& dir)> snapshot) { snapshot_ = std::move(snapshot); }
 
-  // After step `step` (0-based): the log line, then on their cadence the progress line (`shown`), the checkpoint
-  // and the sample grid.
+  // After step `step` (0-based): the log line, then on their cadence the progress line (`shown`), the checkpoint,
+  // the sample grid and the snapshot.
   void end_step(int64_t step, const Values& logged, const Values& shown, const Labels& labels = {});
 
   // After the last step: the final sample grid (unless --sample-every < 0). True on the process that exports.
@@ -66,6 +68,7 @@ class TrainingRun {
   };
   void check_resume_options(const std::string& recorded) const;
   void save(int64_t step) const;
+  void snapshot(int64_t step) const;
 
   std::string command_;
   TrainOptions o_;
@@ -77,6 +80,7 @@ class TrainingRun {
   std::unique_ptr<DataParallel> dp_;
   std::vector<Tracked> tracked_;
   std::function<void(const std::string&)> sample_;
+  std::function<void(const std::string&)> snapshot_;
   std::unique_ptr<JsonlLog> log_;
   std::unique_ptr<Progress> progress_;
   std::string dir_;  // <out>/training

@@ -25,6 +25,9 @@ void add_train_options(CLI::App* app, TrainOptions& o) {
       ->check(CLI::PositiveNumber);
   app->add_option("--sample-every", o.sample_every, "sample grid every N steps (0: at the end only, -1: never)")
       ->capture_default_str();
+  app->add_option("--snapshot-every", o.snapshot_every,
+                  "every N steps, write the model as it would be exported now to <out>/training/snapshots/step-N/ "
+                  "(0: never)")->capture_default_str()->check(CLI::NonNegativeNumber);
   app->add_flag("--resume", o.resume, "continue from <out>/training/checkpoint.safetensors");
   app->add_flag("--overwrite", o.overwrite, "write into an output folder that holds other files (replacing them)");
   app->add_option("--device", o.device, "cpu | cuda[:N]")->capture_default_str();
@@ -42,6 +45,7 @@ Subcommand add_train_vae(CLI::App& app) {
   cmd->add_option("--data", a->data, "image-caption folder")->required();
   cmd->add_option("--config", a->config, "AutoencoderDC config.json")->required();
   add_train_options(cmd, a->o);
+  cmd->remove_option(cmd->get_option("--snapshot-every"));  // a VAE's snapshot is not a pipeline: no score to follow
   return {cmd, [a] {
     train_vae(a->data, a->config, a->o);
     return 0;

@@ -7,7 +7,7 @@
 //  * Data parallel: every process draws the noise of the whole global batch and keeps its own rows, so N processes
 //    compute exactly what one process computes on the combined batch (up to the order of the gradient sum).
 //  * Output folders are diffusers layouts; training state lives in <out>/training/ (checkpoint.safetensors,
-//    log.jsonl, samples/), which the loaders ignore.
+//    log.jsonl, samples/, snapshots/), which the loaders ignore.
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -34,6 +34,8 @@ struct TrainOptions {
   int log_every = 10;           // progress line every N steps (the JSONL log gets every step)
   int checkpoint_every = 500;
   int sample_every = 0;         // sample grid every N steps (0: only at the end; < 0: never)
+  int snapshot_every = 0;       // the exported folder as it would be now, every N steps, in
+                                // <out>/training/snapshots/step-N/ (0: never) -- for scores over training
   bool resume = false;
   bool overwrite = false;       // allow writing into a folder that holds other files (they may be replaced)
   std::string device = "cpu", dtype = "fp32";
