@@ -138,10 +138,7 @@ Distillation::Distillation(const DistillOptions& d, const TrainOptions& o)
   run_->track("optim_d.", *optim_d_);
   if (ema_) run_->track("ema.", *ema_);
   run_->on_sample([this](const std::string& path) { sample_grid(path); });
-  run_->on_snapshot([this](const std::string& dir) {
-    const AveragesInParams exported(ema_.get());
-    write_result(dir);
-  });
+  run_->on_snapshot([this](const std::string& dir) { write_result(dir); });
 }
 
 // The student and what trains: the whole student (plain distillation), or only its ControlNet.

@@ -83,10 +83,7 @@ void train_controlnet_flow(const ControlNetFlowOptions& f, const TrainOptions& o
     if (!vae) vae = AutoencoderDC::from_pretrained((fs::path(f.base) / "vae").string(), opts);
     sample_grid(path, f.base, teacher, controlnet, vae, cache, run.device(), o.seed);
   });
-  run.on_snapshot([&](const std::string& dir) {
-    const AveragesInParams exported(ema.get());
-    export_controlnet(*controlnet, dir);
-  });
+  run.on_snapshot([&](const std::string& dir) { export_controlnet(*controlnet, dir); });
   run.note("train-controlnet (flow): " + std::to_string(L) + " of the teacher's " +
            std::to_string(teacher->config().num_layers) + " blocks, " + std::to_string(nn::count_parameters(*controlnet)) +
            " parameters, on " + std::to_string(cache.size()) + " cached triples");

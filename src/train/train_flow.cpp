@@ -109,10 +109,7 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
     export_pipeline(dir, "SanaPipeline", teacher_scheduler_config().dump(2) + "\n", *model, cfg_json.dump(2) + "\n",
                     f.base, cache, 20, 4.5);
   };
-  run.on_snapshot([&](const std::string& dir) {
-    const AveragesInParams exported(ema.get());
-    write_teacher(dir);
-  });
+  run.on_snapshot(write_teacher);
   run.note("train: teacher with " + std::to_string(nn::count_parameters(*model)) + " parameters on " +
            std::to_string(cache.size()) + " cached samples, global batch " + std::to_string(o.batch_size) + " over " +
            std::to_string(run.world_size()) + " process(es)");

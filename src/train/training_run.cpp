@@ -76,7 +76,10 @@ void TrainingRun::track(const std::string& prefix, Optimizer& optim) {
                       [prefix, &optim](const std::string& path) { optim.load_state(load_prefixed(path, prefix)); }});
 }
 
-void TrainingRun::track(const std::string& prefix, EMA& ema) { track(prefix, ema.averages()); }
+void TrainingRun::track(const std::string& prefix, EMA& ema) {
+  track(prefix, ema.averages());
+  ema_ = &ema;
+}
 
 void TrainingRun::check_resume_options(const std::string& recorded) const {
   const json before = json::parse(recorded, nullptr, /*allow_exceptions=*/false);
@@ -140,7 +143,10 @@ void TrainingRun::snapshot(int64_t step) const {
   const fs::path tmp = dir.string() + ".tmp";
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  snapshot_(tmp.string());
+  {
+    const AveragesInParams exported(ema_);
+    snapshot_(tmp.string());
+  }
   fs::remove_all(dir);
   fs::rename(tmp, dir);
 }

@@ -41,7 +41,8 @@ class TrainingRun {
 
   // The grid writer (rank 0 only), called with the grid's path.
   void on_sample(std::function<void(const std::string& path)> sample) { sample_ = std::move(sample); }
-  // The snapshot writer (rank 0 only): writes what the run would export now into the (fresh) folder it is given.
+  // The snapshot writer (rank 0 only): writes what the run would export now into the (fresh) folder it is given. It
+  // is called with the tracked EMA's averages in the parameters (when there is one), as the final export is.
   void on_snapshot(std::function<void(const std::string& dir)> snapshot) { snapshot_ = std::move(snapshot); }
 
   // After step `step` (0-based): the log line, then on their cadence the progress line (`shown`), the checkpoint,
@@ -81,6 +82,7 @@ class TrainingRun {
   std::vector<Tracked> tracked_;
   std::function<void(const std::string&)> sample_;
   std::function<void(const std::string&)> snapshot_;
+  const EMA* ema_ = nullptr;  // the tracked EMA, swapped in for snapshots
   std::unique_ptr<JsonlLog> log_;
   std::unique_ptr<Progress> progress_;
   std::string dir_;  // <out>/training
