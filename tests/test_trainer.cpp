@@ -11,6 +11,7 @@
 
 #include "sana/diffusion/trigflow.h"
 #include "sana/error.h"
+#include "sana/frontend/generation_params.h"
 #include "sana/io/config.h"
 #include "sana/io/image.h"
 #include "sana/models/sana_controlnet.h"
@@ -312,7 +313,18 @@ TEST_F(TinyWorld, TeacherFolderGeneratesTheFlowOdeSolution) {
 
 TEST_F(TinyWorld, StudentStartsAsTheTeacherAndExportsALoadableSprintPipeline) {
   auto o = train_options("student0", 0);
-  sana::distill(distill_options(), o);
+  auto d = distill_options();
+  d.intermediate_timesteps = 1.0;
+  sana::distill(d, o);
+  // The 2-step middle time reaches `generate` through the folder's defaults (and a given value still wins).
+  sana::GenerationParams params;
+  params.model = path("student0");
+  sana::apply_model_defaults(params, {});
+  EXPECT_EQ(params.intermediate_timesteps, 1.0);
+  EXPECT_EQ(params.steps, 1);
+  params.intermediate_timesteps = 1.2;
+  sana::apply_model_defaults(params, {"intermediate_timesteps"});
+  EXPECT_EQ(params.intermediate_timesteps, 1.2);
   const auto teacher = sana::SanaTransformer2DModel::from_pretrained(path("teacher/transformer"), at::kFloat);
   const auto pipe = sana::SanaSprintPipeline::from_pretrained(path("student0"), at::kCPU, at::kFloat);
   c10::InferenceMode guard;
@@ -377,6 +389,11 @@ TEST_F(TinyWorld, AblationLossesRunAndBadOptionsAreErrors) {
   d = distill_options();
   d.head_block_ids = {7};
   EXPECT_THROW(sana::distill(d, train_options("bad", 1)), sana::Error);
+  for (double t : {0.0, 1.6}) {  // the middle time must lie inside the schedule (0, pi/2)
+    d = distill_options();
+    d.intermediate_timesteps = t;
+    EXPECT_THROW(sana::distill(d, train_options("bad", 1)), sana::Error) << t;
+  }
   auto f = flow_options();
   f.config = path("vae.json");  // wrong kind of config: in_channels 3 vs 4 latent channels
   EXPECT_THROW(sana::train_flow(f, train_options("bad", 1)), sana::Error);

@@ -105,6 +105,8 @@ void check(const DistillOptions& d) {
   require(d.largest_timestep_prob >= 0 && d.largest_timestep_prob <= 1, "--largest-timestep-prob must be in [0, 1]");
   require(std::isfinite(d.lr_d) && d.lr_d >= 0, "--lr-d must be a number >= 0");
   require(std::isfinite(d.sigma_data) && d.sigma_data > 0, "sigma_data must be positive");
+  require(d.intermediate_timesteps > 0 && d.intermediate_timesteps < d.largest_timestep,
+          "--intermediate-timesteps must be in (0, " + std::to_string(d.largest_timestep) + ")");
   if (!fs::exists(fs::path(d.teacher) / "transformer" / "config.json"))
     throw Error("--teacher: " + d.teacher + " has no transformer/config.json (a SanaPipeline folder from sana-sprint train)");
   if (!d.teacher_controlnet.empty() && !fs::exists(fs::path(d.teacher_controlnet) / "config.json"))
@@ -337,7 +339,7 @@ void Distillation::sample_grid(const std::string& path) {
   std::vector<at::Tensor> rows;
   for (int steps : {1, 2}) {
     o.steps = steps;
-    o.intermediate_timesteps = 1.3;
+    o.intermediate_timesteps = d_.intermediate_timesteps;
     rows.push_back(pipe.generate(o).images);
   }
   save_grid(path, at::cat(rows), 8);
@@ -383,7 +385,8 @@ void Distillation::write_result(const std::string& dir) const {
   const json sched = {{"_class_name", "SCMScheduler"}, {"num_train_timesteps", 1000}, {"prediction_type", "trigflow"},
                       {"sigma_data", sd_}};
   export_pipeline(dir, "SanaSprintPipeline", sched.dump(2) + "\n", *student_.transformer,
-                  student_.config.dump(2) + "\n", d_.teacher, cache_, 1, 4.5);
+                  student_.config.dump(2) + "\n", d_.teacher, cache_, 1, 4.5,
+                  d_.intermediate_timesteps);
 }
 
 void Distillation::export_result() const {

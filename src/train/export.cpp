@@ -16,7 +16,8 @@ namespace sana::detail {
 namespace {
 
 // generation_defaults.json: the settings `sana-sprint generate` uses when a flag is not given.
-void write_generation_defaults(const std::string& dir, const LatentCache& cache, int steps, double guidance) {
+void write_generation_defaults(const std::string& dir, const LatentCache& cache, int steps, double guidance,
+                               std::optional<double> intermediate_timesteps) {
   json j;
   j["height"] = cache.image_size;
   j["width"] = cache.image_size;
@@ -25,6 +26,7 @@ void write_generation_defaults(const std::string& dir, const LatentCache& cache,
   j["max_sequence_length"] = cache.prompt.max_sequence_length;
   j["use_complex_human_instruction"] = cache.prompt.use_complex_human_instruction;
   j["resolution_binning"] = false;
+  if (intermediate_timesteps) j["intermediate_timesteps"] = *intermediate_timesteps;
   write_file_atomic((fs::path(dir) / "generation_defaults.json").string(), j.dump(2) + "\n");
 }
 
@@ -32,7 +34,8 @@ void write_generation_defaults(const std::string& dir, const LatentCache& cache,
 
 void export_pipeline(const std::string& out, const std::string& pipeline_class, const std::string& scheduler_config_json,
                      const torch::nn::Module& transformer, const std::string& transformer_config_json,
-                     const std::string& components_from, const LatentCache& cache, int steps, double guidance) {
+                     const std::string& components_from, const LatentCache& cache, int steps, double guidance,
+                     std::optional<double> intermediate_timesteps) {
   const fs::path o(out);
   fs::create_directories(o / "transformer");
   write_file_atomic((o / "transformer" / "config.json").string(), transformer_config_json);
@@ -48,7 +51,7 @@ void export_pipeline(const std::string& out, const std::string& pipeline_class, 
                       {"vae", {"diffusers", "AutoencoderDC"}}};
   write_file_atomic((o / "model_index.json").string(), index.dump(2) + "\n");
   for (const char* part : {"tokenizer", "text_encoder", "vae"}) copy_component(components_from, out, part);
-  write_generation_defaults(out, cache, steps, guidance);
+  write_generation_defaults(out, cache, steps, guidance, intermediate_timesteps);
 }
 
 void export_controlnet(const SanaControlNetModel& cn, const std::string& out) {

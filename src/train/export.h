@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
+#include <optional>
 #include <string>
 
 #include "sana/models/sana_controlnet.h"
@@ -12,10 +13,12 @@ namespace sana::detail {
 
 // Writes a diffusers pipeline folder: model_index.json (`pipeline_class`, the five components), transformer/
 // (config text + the module's weights), scheduler/scheduler_config.json, tokenizer/ text_encoder/ vae/ copied from
-// `components_from`, and generation_defaults.json (the cache's size and text settings, `steps`, `guidance`).
+// `components_from`, and generation_defaults.json (the cache's size and text settings, `steps`, `guidance`, and a
+// Sprint student's 2-step middle time when given).
 void export_pipeline(const std::string& out, const std::string& pipeline_class, const std::string& scheduler_config_json,
                      const torch::nn::Module& transformer, const std::string& transformer_config_json,
-                     const std::string& components_from, const LatentCache& cache, int steps, double guidance);
+                     const std::string& components_from, const LatentCache& cache, int steps, double guidance,
+                     std::optional<double> intermediate_timesteps = std::nullopt);
 
 // Writes a SanaControlNetModel folder: config.json and diffusion_pytorch_model.safetensors.
 void export_controlnet(const SanaControlNetModel& controlnet, const std::string& out);

@@ -158,6 +158,9 @@ Subcommand add_distill(CLI::App& app) {
   cmd->add_option("--teacher", a->d.teacher, "teacher SanaPipeline folder (sana-sprint train)")->required();
   cmd->add_option("--cache", a->d.cache, "latent cache")->required();
   add_distill_loss_options(cmd, a->d, a->no_misaligned);
+  cmd->add_option("--intermediate-timesteps", a->d.intermediate_timesteps,
+                  "the student's 2-step middle time, written to its generation defaults")
+      ->capture_default_str();
   add_train_options(cmd, a->o);
   return {cmd, [a] {
             a->d.misaligned_pairs = !a->no_misaligned;

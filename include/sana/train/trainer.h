@@ -82,6 +82,10 @@ struct DistillOptions {
   double sigma_data = 0.5;                       // TrigFlow's data scale (the exported SCMScheduler's sigma_data)
   double guidance_embeds_scale = 0.1;            // the student config's: guidance reaches the embedder as w * 0.1
   double largest_timestep = 1.57080;             // max-time weighting's time: pi/2 as the reference rounds it
+  // The middle time of the student's 2-step schedule: written to its generation_defaults.json (so `generate` and
+  // `eval -m` use it when not given) and used by the sample grids. 1.3 is the reference's, chosen for 1024-px
+  // latents; the best value for another student is measured, not derived (docs/TRAINING.md, "Distillation").
+  double intermediate_timesteps = 1.3;
   // ControlNet distillation (`train-controlnet --objective distill`): when set, the teacher is the teacher with
   // this ControlNet folder, `student` is the Sprint pipeline folder whose transformer stays frozen, and what trains
   // (and is exported, as a ControlNet folder) is the student's ControlNet, started from the teacher's.
