@@ -50,7 +50,15 @@ void free_block(void* ptr) {
 
 class HugePageCPUAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const {
+  // LibTorch 1.13 declares allocate() const, 2.x non-const: both spellings, one body.
+  c10::DataPtr allocate(size_t n) const { return allocate_block(n); }
+  c10::DataPtr allocate(size_t n) { return allocate_block(n); }
+  c10::DeleterFnPtr raw_deleter() const { return &free_block; }
+  // LibTorch 2.x asks allocators to copy their own blocks.
+  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
+
+ private:
+  static c10::DataPtr allocate_block(size_t n) {
     const c10::Device cpu(c10::DeviceType::CPU);
     if (n == 0) return {nullptr, nullptr, &free_block, cpu};
     if (n < kLargeBlock) {
@@ -71,9 +79,6 @@ class HugePageCPUAllocator final : public c10::Allocator {
     }
     return {data, data, &free_block, cpu};
   }
-  c10::DeleterFnPtr raw_deleter() const { return &free_block; }
-  // LibTorch 2.x asks allocators to copy their own blocks.
-  void copy_data(void* dest, const void* src, std::size_t count) const { std::memcpy(dest, src, count); }
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 // SanaControlNetModel against the diffusers fixture: every block residual and the transformer's output with them
 // (<= 1e-4), cases taken from the fixture file; and the model-level rules around it (fit checks, config text).
+#include <ATen/core/grad_mode.h>
 #include <filesystem>
 #include <set>
 

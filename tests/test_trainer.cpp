@@ -1,6 +1,7 @@
 // The training commands end to end on a tiny shapes world: data -> DC-AE -> tokenizer + Gemma-2 -> cache -> flow
 // teacher -> distilled student, with the identities they must satisfy: deterministic data order, resume equals an
 // uninterrupted run, the student starts exactly as the teacher, the exported folders load and generate.
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 

@@ -1,5 +1,6 @@
 // Training building blocks: AdamW against its update formula, CAME against its closed-form first step, gradient clipping, and a short flow-matching training
 // of a tiny SANA transformer that lowers the loss on a fixed evaluation set of (s, eps) draws.
+#include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>

@@ -1,6 +1,7 @@
 // Canny edges (edges.h).
 #include "sana/io/edges.h"
 
+#include <ATen/core/grad_mode.h>
 #include <cmath>
 #include <vector>
 

@@ -1,6 +1,7 @@
 // SanaControlNetModel (sana_controlnet.h).
 #include "sana/models/sana_controlnet.h"
 
+#include <ATen/core/grad_mode.h>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>

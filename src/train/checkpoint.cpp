@@ -1,6 +1,7 @@
 // Training-state checkpoints (checkpoint.h).
 #include "train/checkpoint.h"
 
+#include <ATen/core/grad_mode.h>
 #include <filesystem>
 
 #include "sana/error.h"

@@ -11,6 +11,7 @@
 // ControlNet mode (DistillOptions::teacher_controlnet): the teacher runs with its ControlNet, the student is a finished
 // Sprint model with a ControlNet started from the teacher's; the same losses train only that ControlNet (and the
 // adaptive-weight head), each network seeing the batch's control latents.
+#include <ATen/core/grad_mode.h>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -187,7 +188,7 @@ json Distillation::shape() const {
 
 // Each element with probability p replaced by the largest timestep.
 at::Tensor Distillation::max_time_weighting(const at::Tensor& t, double p, at::Generator& gen) const {
-  const at::Tensor u = at::rand(t.sizes(), gen, t.options());
+  const at::Tensor u = at::rand(t.sizes(), gen, t.options().device(at::kCPU)).to(t.device());  // gen is a CPU generator
   return at::where(u < p, at::full_like(t, d_.largest_timestep), t);
 }
 

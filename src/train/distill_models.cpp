@@ -1,6 +1,7 @@
 // Student, adaptive-weight head and discriminator heads of the distillation (distill_models.h).
 #include "train/distill_models.h"
 
+#include <ATen/core/grad_mode.h>
 #include <cmath>
 #include <map>
 

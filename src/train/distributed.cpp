@@ -2,7 +2,9 @@
 
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#if defined(USE_C10D_GLOO)
+// A CUDA PyTorch wheel defines USE_C10D_GLOO but ships no gloo/ headers: Gloo only where they are there.
+#if defined(USE_C10D_GLOO) && __has_include(<gloo/algorithm.h>)
+#define SANA_HAS_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
 #if defined(USE_C10D_NCCL)
@@ -67,7 +69,7 @@ DataParallel::DataParallel(const DistEnv& env, const std::string& backend_in, co
   so.waitWorkers = true;
   impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   if (backend == "gloo") {
-#if defined(USE_C10D_GLOO)
+#if defined(SANA_HAS_GLOO)
     auto opts = c10d::ProcessGroupGloo::Options::create();
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr));
     impl_->bind(c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, env.rank, env.world_size, opts));

@@ -1,4 +1,5 @@
 // Parameter EMA (ema.h).
+#include <ATen/core/grad_mode.h>
 #include "train/ema.h"
 
 namespace sana::detail {

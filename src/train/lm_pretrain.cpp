@@ -1,5 +1,6 @@
 #include "sana/train/lm_pretrain.h"
 
+#include <ATen/core/grad_mode.h>
 #include <algorithm>
 #include <cmath>
 

@@ -2,6 +2,7 @@
 //   x_s = (1 - s) x0 + s eps,  target v = eps - x0,  s = sigmoid(m + sd n)  (logit-normal),
 // the transformer sees the dense time s in [0, 1]; with probability p a caption is replaced by the empty prompt's
 // embedding and mask, which is what classifier-free guidance evaluates at sampling time.
+#include <ATen/core/grad_mode.h>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>

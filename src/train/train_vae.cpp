@@ -1,6 +1,7 @@
 // `sana-sprint train-vae`: a DC-AE trained by reconstruction on an image-caption folder (the shapes world's tiny VAE).
 // Loss: L1 + MSE between the image and decode(encode(image)) in [-1, 1]. DC-AE has no KL term; the latent scale is
 // fixed afterwards by scaling_factor = 1 / std(latents), which makes the diffusion model's data unit-variance.
+#include <ATen/core/grad_mode.h>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
