@@ -8,6 +8,7 @@
 //   build/bench_pipeline                                  # everything, 512 and 1024, fp32 on CPU
 //   build/bench_pipeline --dtype bf16 --runs 2
 //   build/bench_pipeline --stages vae --sizes 512 --runs 3
+#include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 
 #include <CLI/CLI.hpp>
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> stages = {"text", "transformer", "vae"};
   int runs = 3, threads = 0, chi_tokens = 245, prompt_tokens = 13;
   std::string device_name = "cpu", dtype_name = "fp32";
-  bool tiled = false;
+  bool tiled = false, cudnn_benchmark = true;
   app.add_option("--configs", configs, "diffusers pipeline folder with the component config.json files");
   app.add_option("--sizes", sizes, "image sizes (pixels)")->delimiter(',');
   app.add_option("--stages", stages, "text, transformer, vae")->delimiter(',');
@@ -72,11 +73,14 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", dtype_name, "fp32 | bf16 | fp16");
   app.add_option("--chi-tokens", chi_tokens, "tokens of the complex human instruction with <bos> (estimate)");
   app.add_option("--prompt-tokens", prompt_tokens, "tokens of the prompt itself (a 10-word prompt: about 13)");
+  app.add_option("--cudnn-benchmark", cudnn_benchmark, "on: cuDNN times its convolution algorithms per shape (the "
+                 "runtime's default); off: its heuristics, as PyTorch's default");
   app.add_flag("--vae-tiling", tiled, "time the tiled decode (512-px tiles) instead of the whole decode");
   CLI11_PARSE(app, argc, argv);
 
   try {
     configure_runtime(threads);
+    at::globalContext().setBenchmarkCuDNN(cudnn_benchmark);
     const at::Device device = parse_device(device_name);
     const at::ScalarType dtype = parse_dtype(dtype_name);
     const auto opts = at::TensorOptions().device(device).dtype(dtype);

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "sana/error.h"
+#include "sana/frontend/generation_params.h"
 #include "sana/pipeline/pipeline.h"
 #include "sana/pipeline/prompt_encoding.h"
 #include "sana/pipeline/sana.h"
@@ -233,6 +234,10 @@ TEST(ShippedModels, StudentFollowsItsTeacherFromTheSameNoise) {
   const auto teacher = sana::load_pipeline(dir + "/sana-shapes-teacher", at::kCPU, at::kFloat);
   ASSERT_NE(dynamic_cast<const sana::SanaSprintPipeline*>(student.get()), nullptr);
   ASSERT_NE(dynamic_cast<const sana::SanaPipeline*>(teacher.get()), nullptr);
+  // The student's 2-step middle time is its own (generation_defaults.json, measured per student).
+  sana::GenerationParams student_defaults;
+  student_defaults.model = dir + "/sana-sprint-shapes";
+  sana::apply_model_defaults(student_defaults, {});
   sana::shapes::EvalReport s_report, t_report;
   double same = 0, other = 0;
   const int n = 24;
@@ -246,7 +251,7 @@ TEST(ShippedModels, StudentFollowsItsTeacherFromTheSameNoise) {
     o.prompt.use_complex_human_instruction = false;
     o.prompt.max_sequence_length = 32;
     o.steps = 2;
-    o.intermediate_timesteps = 1.3;
+    o.intermediate_timesteps = student_defaults.intermediate_timesteps;
     const at::Tensor s_img = student->generate(o).images[0];
     o.steps = 20;
     const at::Tensor t_img = teacher->generate(o).images[0];

@@ -17,6 +17,7 @@ void set_threads(int threads);
 // page-faulted in again by the next op; keeping them in the heap halved system time and made the 0.6B forward
 // at 1024^2 ~6% faster. Costs at most a few hundred MB of retained heap.
 // Blocks of 32 MiB and more (the activations of a high-resolution decode) then come from install_cpu_allocator.
+// On CUDA it also turns on cuDNN's benchmark mode (each convolution shape is timed once; the shapes repeat).
 void configure_runtime(int threads);
 // Makes LibTorch's CPU allocator map blocks of 32 MiB and more on 2 MiB boundaries with huge pages advised: one page
 // fault per 2 MiB instead of per 4 KiB when an activation is first written (docs/PERFORMANCE.md).

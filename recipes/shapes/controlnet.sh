@@ -4,7 +4,7 @@
 #   the teacher's ControlNet by flow matching -> the student's ControlNet by hybrid sCM + LADD distillation from the
 #   teacher and its ControlNet -> controlnet/ in both model folders.
 # Every stage is seeded; a finished stage is skipped, an interrupted one resumes (--resume) when run again.
-# Usage: recipes/shapes/controlnet.sh [WORK_DIR]   (default recipes/shapes/work; about 45 min on a 2-core CPU)
+# Usage: recipes/shapes/controlnet.sh [WORK_DIR]   (default recipes/shapes/work; about 25-45 min on a 2-core CPU)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README gallery: the shipped 1-step student (and the 20-step teacher) on a few prompts, seed 0.
+# The README gallery: the shipped student at 1 and 2 steps (and the 20-step teacher) on a few prompts, seed 0.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 S="${SANA_SPRINT:-$root/build/sana-sprint}"
@@ -9,6 +9,7 @@ i=0
 while IFS= read -r prompt; do
   i=$((i + 1))
   "$S" generate -p "$prompt" -s 0 -o "$out/student-$i.png" 2>/dev/null
+  "$S" generate -p "$prompt" -s 0 --steps 2 -o "$out/student-2steps-$i.png" 2>/dev/null
   "$S" generate -m "$root/models/sana-shapes-teacher" -p "$prompt" -s 0 -o "$out/teacher-$i.png" 2>/dev/null
   echo "$i: $prompt"
 done <<'PROMPTS'

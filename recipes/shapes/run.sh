@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The shapes world, end to end, with the project's own commands: data -> tiny DC-AE -> tokenizer + frozen random
-# Gemma-2 -> latent cache -> flow-matching teacher -> SANA-Sprint student (hybrid sCM + LADD) -> models/.
+# The shapes world, end to end, with the project's own commands: data -> tiny DC-AE -> tokenizer + tiny Gemma-2
+# pretrained on the captions, then frozen -> latent cache -> flow-matching teacher -> SANA-Sprint student (hybrid
+# sCM + LADD, EMA) -> models/. docs/RESULTS.md measures each choice.
 # Every stage is seeded; a finished stage is skipped, an interrupted one resumes (--resume) when run again.
 # The teacher and the student leave snapshots (training/snapshots/) for recipes/shapes/eval_curve.sh.
-# Usage: recipes/shapes/run.sh [WORK_DIR]      (default recipes/shapes/work; about 80 min on a 2-core CPU)
+# Usage: recipes/shapes/run.sh [WORK_DIR]      (default recipes/shapes/work; about 2 h 20 min on a 2-core CPU)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -21,24 +22,25 @@ stage "2/6 tiny DC-AE (factor 8, 16 latent channels)"
   -o "$work/base/vae" --steps 900 -b 32 --lr 1e-3 --warmup-steps 50 --ema 0.99 --log-every 50 \
   --checkpoint-every 100 -s 1 $(resume_flag "$work/base/vae")
 
-stage "3/6 tokenizer (SentencePiece on the captions) and frozen random Gemma-2"
+stage "3/6 tokenizer (SentencePiece on the captions) and Gemma-2 pretrained as a language model on them"
 [ -f "$work/base/text_encoder/model.safetensors" ] || "$S" text-encoder --data "$work/data" \
-  --config "$here/text_encoder_config.json" --vocab-size 384 -s 1 -o "$work/base" --overwrite
+  --config "$here/text_encoder_config.json" --vocab-size 384 -s 1 -o "$work/base" --overwrite --pretrain-steps 600
 
 stage "4/6 latent cache"
 [ -f "$work/cache/cache_config.json" ] || "$S" cache --data "$work/data" --base "$work/base" -o "$work/cache" --overwrite \
   --max-sequence-length 32
 
-stage "5/6 teacher by flow matching"
+stage "5/6 teacher by flow matching (about 90 min: the score still climbs at 8000 steps)"
 [ -f "$work/teacher/model_index.json" ] || "$S" train --cache "$work/cache" --base "$work/base" \
-  --config "$here/transformer_config.json" -o "$work/teacher" --steps 4000 -b 48 --lr 5e-4 --warmup-steps 200 \
+  --config "$here/transformer_config.json" -o "$work/teacher" --steps 12000 -b 48 --lr 5e-4 --warmup-steps 200 \
   --ema 0.999 --caption-dropout 0.1 --log-every 50 --checkpoint-every 250 --sample-every 500 --snapshot-every 1000 -s 1 \
   $(resume_flag "$work/teacher")
 
-stage "6/6 student by hybrid sCM + LADD"
+stage "6/6 student by hybrid sCM + LADD, with an EMA of the student and the adversarial term weighted up"
 [ -f "$work/student/model_index.json" ] || "$S" distill --teacher "$work/teacher" --cache "$work/cache" \
-  -o "$work/student" --loss hybrid --steps 1600 -b 16 --lr 1e-4 --grad-clip 0.1 --tangent-warmup 500 \
-  --log-every 50 --checkpoint-every 100 --sample-every 400 --snapshot-every 400 -s 1 $(resume_flag "$work/student")
+  -o "$work/student" --loss hybrid --steps 3200 -b 16 --lr 1e-4 --grad-clip 0.1 --tangent-warmup 500 --ema 0.995 --adv-weight 1 \
+  --intermediate-timesteps 1.0 --log-every 50 --checkpoint-every 100 --sample-every 800 --snapshot-every 400 -s 1 \
+  $(resume_flag "$work/student")
 
 stage "shipping to models/"
 for m in teacher:sana-shapes-teacher student:sana-sprint-shapes; do

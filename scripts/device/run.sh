@@ -75,17 +75,27 @@ step tests_teachers tests 120 "$BUILD/tests/test_reference_pipelines" --gtest_fi
 #    for 1, 2 and 4 steps, bf16 and fp32; the distillation loop at 0.6B. On the CPU the same programs, smaller.
 if [ "$DEVICE" = cuda ]; then
   step bench_bf16 bench 150 "$BUILD/bench_pipeline" --device cuda --dtype bf16 --sizes 512,1024 --runs 10
+  step bench_bf16_heuristics bench 60 "$BUILD/bench_pipeline" --device cuda --dtype bf16 --stages transformer,vae \
+    --sizes 1024 --runs 10 --cudnn-benchmark off
   step bench_fp32 bench 90 "$BUILD/bench_pipeline" --device cuda --dtype fp32 --sizes 1024 --runs 5
   step bench_distill bench 120 "$BUILD/bench_distill" --device cuda --dtype bf16 \
     --config tests/data/configs/Sana_Sprint_0.6B_1024px_diffusers/transformer/config.json \
     --latent 32 --batch 4 --tokens 300 --iterations 6
+  # The reference on the same GPU, same configs and shapes (when prepare.sh packed the diffusers sources).
+  if [ -f .device/diffusers.tar.gz ]; then
+    tar -C "$PREFIX" -xzf .device/diffusers.tar.gz
+    step diffusers_bf16 diffusers 150 env PYTHONPATH="$PREFIX/src" python3 bench/diffusers_stages.py \
+      --device cuda --dtype bf16 --sizes 512,1024 --runs 10
+    step diffusers_fp32 diffusers 90 env PYTHONPATH="$PREFIX/src" python3 bench/diffusers_stages.py \
+      --device cuda --dtype fp32 --sizes 1024 --runs 5
+  fi
 else
   step bench_bf16 bench 600 "$BUILD/bench_pipeline" --dtype bf16 --stages transformer,vae --sizes 512 --runs 1
   step bench_distill bench 300 "$BUILD/bench_distill" --iterations 4
 fi
 {
   echo
-  echo "Total: $(($(date +%s) - T0)) s. Logs beside this file: build.log, tests.log, bench.log."
+  echo "Total: $(($(date +%s) - T0)) s. Logs beside this file: build.log, tests.log, bench.log, diffusers.log."
   [ -f "$OUT/failures.txt" ] && { echo; echo '```'; cat "$OUT/failures.txt"; echo '```'; }
 } >>"$REPORT"
 rm -f "$OUT/failures.txt"
