@@ -27,20 +27,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def pil_stand_in():
     """Registers placeholder PIL modules: diffusers imports Pillow at import time only for its image helpers."""
 
-    class Placeholder(type):
+    class Placeholder(type):  # any attribute of a placeholder is another placeholder class
         def __getattr__(cls, name):
             if name.startswith("__"):
                 raise AttributeError(name)
             return Placeholder(name, (), {})
 
-    def attribute(name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return Placeholder(name, (), {})
-
+    stub = Placeholder("PIL", (), {})
     for name in ("PIL", "PIL.Image", "PIL.ImageOps", "PIL.ImageFilter", "PIL.ImageDraw", "PIL.PngImagePlugin"):
         module = types.ModuleType(name)
-        module.__getattr__ = attribute
+        module.__getattr__ = lambda attribute: getattr(stub, attribute)
         sys.modules[name] = module
     pil = sys.modules["PIL"]
     pil.__version__ = "10.0.0"

@@ -234,24 +234,21 @@ TEST(ShippedModels, StudentFollowsItsTeacherFromTheSameNoise) {
   const auto teacher = sana::load_pipeline(dir + "/sana-shapes-teacher", at::kCPU, at::kFloat);
   ASSERT_NE(dynamic_cast<const sana::SanaSprintPipeline*>(student.get()), nullptr);
   ASSERT_NE(dynamic_cast<const sana::SanaPipeline*>(teacher.get()), nullptr);
-  // The student's 2-step middle time is its own (generation_defaults.json, measured per student).
-  sana::GenerationParams student_defaults;
-  student_defaults.model = dir + "/sana-sprint-shapes";
-  sana::apply_model_defaults(student_defaults, {});
+  // The options `generate` would use: the student folder's generation_defaults.json (64x64, no instruction, 32
+  // tokens, its own 2-step middle time) through the shared front-end path.
+  sana::GenerationParams params;
+  params.model = dir + "/sana-sprint-shapes";
+  sana::apply_model_defaults(params, {});
+  params.steps = 2;
   sana::shapes::EvalReport s_report, t_report;
   double same = 0, other = 0;
   const int n = 24;
   std::vector<at::Tensor> teacher_images;
   for (int i = 0; i < n; ++i) {
     const auto scene = sana::shapes::scene_for(777, i);
-    sana::GenerateOptions o;
-    o.prompts = {scene.caption};
-    o.height = o.width = 64;
-    o.seed = i;
-    o.prompt.use_complex_human_instruction = false;
-    o.prompt.max_sequence_length = 32;
-    o.steps = 2;
-    o.intermediate_timesteps = student_defaults.intermediate_timesteps;
+    params.prompt = scene.caption;
+    params.seed = i;
+    sana::GenerateOptions o = sana::to_generate_options(params);
     const at::Tensor s_img = student->generate(o).images[0];
     o.steps = 20;
     const at::Tensor t_img = teacher->generate(o).images[0];

@@ -1,6 +1,7 @@
 // Parameter EMA (ema.h).
-#include <ATen/core/grad_mode.h>
 #include "train/ema.h"
+
+#include <ATen/core/grad_mode.h>
 
 namespace sana::detail {
 
