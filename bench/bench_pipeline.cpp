@@ -8,6 +8,7 @@
 //   build/bench_pipeline                                  # everything, 512 and 1024, fp32 on CPU
 //   build/bench_pipeline --dtype bf16 --runs 2
 //   build/bench_pipeline --stages vae --sizes 512 --runs 3
+//   build/bench_pipeline --dtype bf16 --sizes 1024 --release-text-encoder   # the peak RSS of `generate`
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 
@@ -63,7 +64,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> stages = {"text", "transformer", "vae"};
   int runs = 3, threads = 0, chi_tokens = 245, prompt_tokens = 13;
   std::string device_name = "cpu", dtype_name = "fp32";
-  bool tiled = false, cudnn_benchmark = true;
+  bool tiled = false, cudnn_benchmark = true, release_text_encoder = false;
   app.add_option("--configs", configs, "diffusers pipeline folder with the component config.json files");
   app.add_option("--sizes", sizes, "image sizes (pixels)")->delimiter(',');
   app.add_option("--stages", stages, "text, transformer, vae")->delimiter(',');
@@ -75,6 +76,8 @@ int main(int argc, char** argv) {
   app.add_option("--prompt-tokens", prompt_tokens, "tokens of the prompt itself (a 10-word prompt: about 13)");
   app.add_option("--cudnn-benchmark", cudnn_benchmark, "on: cuDNN times its convolution algorithms per shape (the "
                  "runtime's default); off: its heuristics, as PyTorch's default");
+  app.add_flag("--release-text-encoder", release_text_encoder,
+               "release the text encoder after its stage, as `sana-sprint generate` does (the one-call peak RSS)");
   app.add_flag("--vae-tiling", tiled, "time the tiled decode (512-px tiles) instead of the whole decode");
   CLI11_PARSE(app, argc, argv);
 
@@ -101,13 +104,25 @@ int main(int argc, char** argv) {
     at::Tensor embeds = at::randn({1, 300, tcfg.caption_channels}).to(opts);
     std::map<std::string, double> seconds;  // stage -> median, for the end-to-end line
 
-    // Every model stays alive to the end, as in the pipeline, so the peak RSS is the pipeline's.
+    // The models are built before any stage runs, as load_pipeline loads them, and stay alive to the end as in the
+    // server, so the peak RSS is the pipeline's; --release-text-encoder drops the text encoder after its stage as
+    // `sana-sprint generate` does.
+    const auto gcfg = load_gemma2_config(configs + "/text_encoder/config.json");
+    const auto vcfg = load_autoencoder_dc_config(configs + "/vae/config.json");
     std::shared_ptr<Gemma2Model> text_encoder;
     std::shared_ptr<SanaTransformer2DModel> transformer;
     std::shared_ptr<AutoencoderDC> vae;
+    if (want.count("text")) text_encoder = build<Gemma2Model>("text encoder", gcfg, 1, opts);
+    if (want.count("transformer")) transformer = build<SanaTransformer2DModel>("transformer", tcfg, 2, opts);
+    if (want.count("vae")) {
+      vae = std::make_shared<AutoencoderDC>(vcfg, opts);
+      nn::init_random(*vae->decoder, 3);
+      std::printf("vae: decoder %lld parameters\n", static_cast<long long>(nn::count_parameters(*vae->decoder)));
+    }
+    std::printf("all models built: peak RSS %.0f MiB\n", bench::peak_rss_mib());
+
     if (want.count("text")) {
-      const auto cfg = load_gemma2_config(configs + "/text_encoder/config.json");
-      text_encoder = build<Gemma2Model>("text encoder", cfg, 1, opts);
+      const auto& cfg = gcfg;
       const Gemma2Model& te = *text_encoder;
       at::Tensor ids = at::randint(4, cfg.vocab_size, {1, L}, at::kLong);
       ids.narrow(1, real, L - real).fill_(0);
@@ -128,10 +143,16 @@ int main(int argc, char** argv) {
                                bench::time_runs(runs, device, [&] { rest = te.forward_after(state, chi_tokens, own, own_mask); }),
                                0.0, device, dtype);
       embeds = hidden.index_select(1, keep.to(device));
+      if (release_text_encoder) {
+        hidden = rest = at::Tensor();
+        state = Gemma2PrefixState();
+        text_encoder.reset();
+        release_free_memory();
+        std::printf("text encoder released: RSS now %.0f MiB\n", bench::current_rss_mib());
+      }
     }
 
     if (want.count("transformer")) {
-      transformer = build<SanaTransformer2DModel>("transformer", tcfg, 2, opts);
       const SanaTrigFlow model(transformer);
       SanaTransformerInputs cond;
       // The pipeline hands the transformer the prompt's positions only (the rest is padding it would mask).
@@ -150,10 +171,6 @@ int main(int argc, char** argv) {
     }
 
     if (want.count("vae")) {
-      const auto vcfg = load_autoencoder_dc_config(configs + "/vae/config.json");
-      vae = std::make_shared<AutoencoderDC>(vcfg, opts);
-      nn::init_random(*vae->decoder, 3);
-      std::printf("vae: decoder %lld parameters\n", static_cast<long long>(nn::count_parameters(*vae->decoder)));
       for (int size : sizes) {
         const int64_t lat = size / vcfg.spatial_factor();
         const at::Tensor z = at::randn({1, vcfg.latent_channels, lat, lat}).to(opts);

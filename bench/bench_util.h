@@ -13,6 +13,8 @@ double now_seconds();
 double median(std::vector<double> v);
 // Peak resident set size of this process so far, in MiB (getrusage ru_maxrss).
 double peak_rss_mib();
+// Resident set size now, in MiB (/proc/self/statm; 0 where there is none).
+double current_rss_mib();
 // Achieved GEMM rate (GFLOP/s) of at::mm on n x n matrices of `dtype` (fp32: sgemm; bf16 goes through oneDNN),
 // median of `reps`, at the current LibTorch thread setting: the yardstick for "fraction of the machine's rate".
 double sgemm_gflops(int n = 2048, int reps = 5, at::ScalarType dtype = at::kFloat);

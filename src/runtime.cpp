@@ -55,6 +55,8 @@ void configure_runtime(int threads) {
   at::globalContext().setBenchmarkCuDNN(true);
 }
 
+void release_free_memory() { malloc_trim(0); }
+
 void synchronize(const at::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? -1 : device.index());
 }

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "sana/error.h"
 #include "sana/io/image.h"
 #include "sana/pipeline/pipeline.h"
 #include "sana/pipeline/sana.h"
@@ -133,5 +134,37 @@ TEST(ReferencePipelines, SprintImg2Img) {
                    1e-4);
     }
     expect_image(r.images, ref->get(p + "image"));
+  }
+}
+
+// `sana-sprint generate`'s order: every call's text embedded first (the teacher's negative prompt with it), then the
+// text encoder released, then the calls run from the stored embeddings; the reference images are unchanged.
+TEST(ReferencePipelines, TeacherFromTextEmbeddedBeforeTheTextEncoderIsReleased) {
+  const std::string folder = "pipeline_sana_tiny";
+  auto pipe = sana::load_pipeline(fixture(folder), sana::test::test_device(), at::kFloat);
+  const auto ref = sana::SafetensorsFile::open(fixture(folder + "/expected.safetensors"));
+  const auto cases = cases_of(*ref);
+  ASSERT_FALSE(cases.empty());
+  std::vector<sana::GenerateOptions> calls;
+  for (const auto& c : cases) {
+    calls.push_back(options_of(c.meta, folder));
+    pipe->embed_text(calls.back());
+    EXPECT_EQ(calls.back().negative_prompt_embeds.defined(), calls.back().guidance_scale > 1.0);
+  }
+  pipe->components.release_text_encoder();
+  EXPECT_FALSE(pipe->components.text_encoder || pipe->components.tokenizer || pipe->components.prefix_cache);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].name);
+    const std::string p = cases[i].name + ".";
+    const auto r = pipe->generate(calls[i]);
+    for (size_t k = 0; k < r.steps.size(); ++k)  // both CFG halves: the negative prompt's embedding is in them
+      EXPECT_CLOSE(r.steps[k].model_output, ref->get(p + "step" + std::to_string(k) + ".transformer_output"), 1e-4);
+    expect_image(r.images, ref->get(p + "image"));
+  }
+  try {
+    pipe->generate(options_of(cases[0].meta, folder));
+    ADD_FAILURE() << "a call with prompts after the release ran";
+  } catch (const sana::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pass prompt embeddings"), std::string::npos) << e.what();
   }
 }

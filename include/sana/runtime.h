@@ -22,6 +22,10 @@ void configure_runtime(int threads);
 // Makes LibTorch's CPU allocator map blocks of 32 MiB and more on 2 MiB boundaries with huge pages advised: one page
 // fault per 2 MiB instead of per 4 KiB when an activation is first written (docs/PERFORMANCE.md).
 void install_cpu_allocator();
+// Hands the heap's free pages back to the kernel (glibc's malloc_trim), so that the process's RSS falls to what is
+// still alive after a model is released: configure_runtime keeps freed blocks below 32 MiB in the heap, where they
+// would otherwise stay counted. (A CUDA device's caching allocator keeps its blocks for the process's next use.)
+void release_free_memory();
 // Waits for queued GPU work (no-op on CPU), for timing.
 void synchronize(const at::Device& device);
 

@@ -8,6 +8,7 @@
 #include "sana/pipeline/prompt_encoding.h"
 #include "sana/pipeline/sana.h"
 #include "sana/pipeline/sana_sprint.h"
+#include "sana/runtime.h"
 
 namespace fs = std::filesystem;
 
@@ -63,6 +64,19 @@ void PipelineComponents::attach_controlnet(const std::string& dir, at::ScalarTyp
   if (!fs::exists(config)) throw Error("controlnet: " + dir + " has no config.json (a SanaControlNetModel folder)");
   check_controlnet_fits(load_sana_controlnet_config(config), transformer->config(), "controlnet " + dir);
   controlnet = SanaControlNetModel::from_pretrained(dir, at::TensorOptions().dtype(dtype).device(device));
+}
+
+void PipelineComponents::release_text_encoder() {
+  tokenizer.reset();
+  text_encoder.reset();
+  prefix_cache.reset();
+  release_free_memory();
+}
+
+void Pipeline::embed_text(GenerateOptions& o) const {
+  if (o.prompt_embeds.defined()) return;
+  if (o.prompts.empty()) throw Error("prompt: no prompt given");
+  std::tie(o.prompt_embeds, o.prompt_attention_mask) = encode_prompt(o.prompts, o.prompt);
 }
 
 std::pair<at::Tensor, at::Tensor> Pipeline::encode_prompt(const std::vector<std::string>& prompts,

@@ -39,11 +39,23 @@ std::string SanaPipeline::sampler_name(const GenerateOptions& o) const {
   return FlowScheduler::create(scheduler_config, o.sampler)->solver() + (o.guidance_scale > 1 ? " + CFG" : "");
 }
 
+std::pair<at::Tensor, at::Tensor> SanaPipeline::encode_negative_prompt(const GenerateOptions& o) const {
+  PromptOptions po = o.prompt;
+  po.use_complex_human_instruction = false;
+  return encode_prompt({o.negative_prompt}, po);
+}
+
+void SanaPipeline::embed_text(GenerateOptions& o) const {
+  Pipeline::embed_text(o);
+  if (o.guidance_scale > 1.0 && !o.negative_prompt_embeds.defined())
+    std::tie(o.negative_prompt_embeds, o.negative_prompt_attention_mask) = encode_negative_prompt(o);
+}
+
 std::pair<at::Tensor, at::Tensor> SanaPipeline::model_text(const GenerateOptions& o, GenerateResult& r, bool cfg,
                                                            const ProgressFn& progress) const {
   double t0 = now();
   std::tie(r.prompt_embeds, r.prompt_attention_mask) = prompt_embeddings_for(components, o);
-  if (progress) progress("text encoder", now() - t0);
+  if (progress && !o.prompt_embeds.defined()) progress("text encoder", now() - t0);
   if (!cfg) return without_padding(r.prompt_embeds, r.prompt_attention_mask);
   at::Tensor neg, mask;
   if (o.negative_prompt_embeds.defined()) {
@@ -51,11 +63,8 @@ std::pair<at::Tensor, at::Tensor> SanaPipeline::model_text(const GenerateOptions
     mask = o.negative_prompt_attention_mask.to(components.device);
     if (neg.dim() == 2) neg = neg.unsqueeze(0), mask = mask.unsqueeze(0);
   } else {
-    // The negative prompt gets no instruction prefix, as in the reference.
-    PromptOptions po = o.prompt;
-    po.use_complex_human_instruction = false;
     t0 = now();
-    std::tie(neg, mask) = encode_prompt({o.negative_prompt}, po);
+    std::tie(neg, mask) = encode_negative_prompt(o);
     if (progress) progress("text encoder (negative prompt)", now() - t0);
   }
   const int64_t B = r.prompt_embeds.size(0);

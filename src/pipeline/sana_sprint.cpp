@@ -80,7 +80,7 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
   double t0 = now();
   std::tie(r.prompt_embeds, r.prompt_attention_mask) = prompt_embeddings_for(components, o);
   const at::Tensor& embeds = r.prompt_embeds;
-  if (progress) progress("text encoder", now() - t0);
+  if (progress && !o.prompt_embeds.defined()) progress("text encoder", now() - t0);
   const int64_t B = embeds.size(0);
 
   // Schedule; img2img skips its first steps. Then the initial latent from the call's one CPU generator.

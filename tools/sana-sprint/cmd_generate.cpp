@@ -50,9 +50,15 @@ int run_generate(GenerateCommand& c) {
   } catch (const ParamError& e) {
     throw c.flags->rephrase(e);
   }
-  const auto r = pipe->generate(o, [](const std::string& stage, double s) {
+  // One call and the process ends: embed the text first and release the text encoder, the largest part of the
+  // weights, before the transformer and the decoder run (docs/PERFORMANCE.md, "Peak memory").
+  const auto progress = [](const std::string& stage, double s) {
     note(stage + ": " + c10::str(std::round(s * 100) / 100) + " s");
-  });
+  };
+  pipe->embed_text(o);
+  pipe->components.release_text_encoder();
+  progress("text encoder (then released)", now() - t0);
+  const auto r = pipe->generate(o, progress);
   const int64_t n = r.images.size(0);
   for (int64_t i = 0; i < n; ++i) {
     const std::string text = png_parameters(p, pipe->sampler_name(o), r.timesteps, i, "sana-sprint " SANA_VERSION);
