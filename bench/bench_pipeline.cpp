@@ -122,20 +122,19 @@ int main(int argc, char** argv) {
     std::printf("all models built: peak RSS %.0f MiB\n", bench::peak_rss_mib());
 
     if (want.count("text")) {
-      const auto& cfg = gcfg;
       const Gemma2Model& te = *text_encoder;
-      at::Tensor ids = at::randint(4, cfg.vocab_size, {1, L}, at::kLong);
+      at::Tensor ids = at::randint(4, gcfg.vocab_size, {1, L}, at::kLong);
       ids.narrow(1, real, L - real).fill_(0);
       at::Tensor hidden;
       report("text encoder, whole padded sequence (" + std::to_string(L) + ")",
              bench::time_runs(runs, device, [&] { hidden = te.forward(ids.to(device), am.to(device)); }),
-             gemma2_flops(cfg, 1, L) / 1e9, device, dtype);
+             gemma2_flops(gcfg, 1, L) / 1e9, device, dtype);
       const at::Tensor prefix = ids.narrow(1, 0, chi_tokens).reshape({-1});
       const std::vector<int64_t> prefix_ids(prefix.data_ptr<int64_t>(), prefix.data_ptr<int64_t>() + chi_tokens);
       Gemma2PrefixState state;
       report("text encoder, instruction prefix (once)",
              bench::time_runs(runs, device, [&] { state = te.encode_prefix(prefix_ids); }),
-             gemma2_flops(cfg, 1, chi_tokens) / 1e9, device, dtype);
+             gemma2_flops(gcfg, 1, chi_tokens) / 1e9, device, dtype);
       const at::Tensor own = ids.narrow(1, chi_tokens, prompt_tokens).to(device);
       const at::Tensor own_mask = at::ones({1, prompt_tokens}, at::TensorOptions().dtype(at::kLong).device(device));
       at::Tensor rest;
