@@ -53,6 +53,7 @@ at::Tensor RMSNorm::forward_dim(const at::Tensor& x, int64_t dim) const {
 // straightforward form holds up to three fp32 copies at once. Only without autograd (the in-place steps would
 // break a backward or a JVP).
 at::Tensor RMSNorm::forward_dim_lean(const at::Tensor& x, int64_t dim) const {
+  if (dim == 1 && x.dim() == 4 && fused_channels(x)) return cpu::rms_norm_channels(x, weight, bias, eps, {});
   const auto acc = accumulation_dtype(x.scalar_type());
   // The sums of squares in fp32, over slabs of the dimension after `dim` so that a half-precision x is never
   // converted whole (about 32 MB of fp32 at a time).
@@ -75,6 +76,12 @@ at::Tensor RMSNorm::forward_dim_lean(const at::Tensor& x, int64_t dim) const {
   y.mul_(weight_view(x.dim(), dim));
   if (bias.defined()) y.add_(bias_view(x.dim(), dim));
   return y;
+}
+
+bool RMSNorm::fused_channels(const at::Tensor& x) const {
+  for (const at::Tensor* t : {&weight, &bias})
+    if (t->defined() && t->scalar_type() != x.scalar_type()) return false;
+  return x.dim() == 4 && cpu::supported(x);
 }
 
 // weight / bias shaped to broadcast along `dim` of a rank-`rank` tensor.
@@ -102,10 +109,17 @@ GLUMBConv::GLUMBConv(int64_t in_channels, int64_t out_channels, int64_t hidden, 
 
 at::Tensor GLUMBConv::forward_tokens(const at::Tensor& x, int64_t h, int64_t w) const {
   const int64_t B = x.size(0), C2 = conv_inverted->weight.size(0);
-  at::Tensor u = at::silu(conv_inverted->forward_pointwise_tokens(x));  // [B, N, 2H]
+  at::Tensor u = conv_inverted->forward_pointwise_tokens(x);  // [B, N, 2H]
+  if (cpu::supported(u)) cpu::silu_(u);
+  else u = at::silu(u);
   u = conv_depth->forward(u.view({B, h, w, C2}).permute({0, 3, 1, 2}));  // NHWC strides: no copy
-  auto halves = u.chunk(2, 1);
-  u = (halves[0] * at::silu(halves[1])).permute({0, 2, 3, 1}).reshape({B, h * w, C2 / 2});
+  const at::Tensor tokens = u.permute({0, 2, 3, 1});                    // [B, h, w, 2H], contiguous when NHWC
+  if (cpu::supported(tokens)) {
+    u = cpu::glu_silu(tokens).view({B, h * w, C2 / 2});
+  } else {
+    auto halves = u.chunk(2, 1);
+    u = (halves[0] * at::silu(halves[1])).permute({0, 2, 3, 1}).reshape({B, h * w, C2 / 2});
+  }
   u = conv_point->forward_pointwise_tokens(u);
   return norm ? norm->forward(u) : u;
 }

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "sana/nn/cpu_kernels.h"
+
 namespace sana::nn {
 
 using torch::nn::Module;
@@ -45,6 +47,8 @@ class RMSNorm : public Module {
   at::Tensor forward(const at::Tensor& x) const { return forward_dim(x, -1); }
   // The same over dimension `dim` (e.g. 1 = channels of an NCHW tensor, without moving them last).
   at::Tensor forward_dim(const at::Tensor& x, int64_t dim) const;
+  // True when the fused CPU kernel can norm x's channels (x NCHW; weight and bias, if any, in x's dtype).
+  bool fused_channels(const at::Tensor& x) const;
   at::Tensor weight, bias;
   double eps;
 
@@ -95,8 +99,9 @@ class ModuleList : public Module {
 // f_k = exp(-ln(10000) k / (dim/2)); returns [cos(t f), sin(t f)] in fp32 (fp64 for fp64 t), shape [B, dim].
 at::Tensor timestep_sinusoids(const at::Tensor& t, int64_t dim = 256);
 
-// LayerNorm over the last dim without affine parameters.
+// LayerNorm over the last dim without affine parameters (the fused CPU kernel where it applies).
 inline at::Tensor layer_norm(const at::Tensor& x, double eps) {
+  if (cpu::supported(x)) return cpu::layer_norm(x, eps);
   return at::layer_norm(x, {x.size(-1)}, {}, {}, eps);
 }
 
