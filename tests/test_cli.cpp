@@ -72,9 +72,13 @@ TEST(Cli, GenerateReproducesTheOtherReferencePipelines) {
       if (j.contains("control"))
         args += " --control-image " + fixture(folder + "/" + j["control"].get<std::string>()) + " --control-scale " +
                 j["scale"].dump();
-      if (j.contains("init"))
+      if (j.contains("init")) {
+        // diffusers skips int(n - n * strength) steps: at 2 steps, 0.4 skips the one step 0.5 skips (the front end
+        // once refused 0.4 there), so the recorded image is diffusers' for 0.4 too.
+        const bool alike = j["steps"].get<int>() == 2 && j["strength"].get<double>() == 0.5;
         args += " --init-image " + fixture(folder + "/" + j["init"].get<std::string>()) + " --strength " +
-                j["strength"].dump();
+                (alike ? std::string("0.4") : j["strength"].dump());
+      }
       const CliRun r = run_cli(args);
       ASSERT_EQ(r.rc, 0) << r.err;
       const at::Tensor png = sana::load_png(out);
@@ -113,7 +117,7 @@ TEST(Cli, ClearOneLineErrors) {
       {"generate" + m + " -p x --controlnet " + fixture("controlnet_tiny/controlnet"), "made for another model"},
       {"generate" + m + " -p x --controlnet /no/such/cn", "/no/such/cn is not a directory"},
       {"generate" + m + " -p x --init-image " + fixture("pipeline_sprint_img2img_tiny/init0.png") +
-           " --steps 2 --strength 0.2", "--strength: 0.2 with 2 steps leaves no step"},
+           " --steps 2 --strength 0", "--strength: 0 with 2 steps leaves no step"},
       {"generate" + m + " -p x --control-preprocess blur", "--control-preprocess"},
       {"generate -m " + fixture("pipeline_sana_tiny") + " -p x --init-image " +
            fixture("pipeline_sprint_img2img_tiny/init0.png"), "img2img is implemented for SANA-Sprint"},

@@ -4,6 +4,8 @@
 // Cases, prompts and sizes come from each fixture's metadata.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "sana/error.h"
@@ -135,6 +137,49 @@ TEST(ReferencePipelines, SprintImg2Img) {
     }
     expect_image(r.images, ref->get(p + "image"));
   }
+}
+
+// diffusers' get_timesteps skips t_start = int(n - n * strength) steps (the product and difference in doubles): the
+// expected values here are that formula evaluated by hand. The rule once documented here, n - int(n * strength),
+// differs at 2 steps for 0 < strength < 0.5 and 0.5 < strength < 1, and at 4 steps for 0.3 and 0.7.
+TEST(ReferencePipelines, Img2ImgSkipsTheStepsDiffusersSkips) {
+  struct Case {
+    int steps;
+    double strength;
+    int first;
+  } cases[] = {{1, 0.01, 0}, {1, 0.6, 0}, {1, 1.0, 0}, {2, 0.2, 1}, {2, 0.4, 1}, {2, 0.5, 1}, {2, 0.6, 0},
+               {2, 1.0, 0},  {3, 1.0 / 3, 2}, {4, 0.1, 3}, {4, 0.25, 3}, {4, 0.3, 2}, {4, 0.5, 2}, {4, 0.7, 1},
+               {4, 0.75, 1}, {4, 0.8, 0}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::to_string(c.steps) + " steps, strength " + std::to_string(c.strength));
+    EXPECT_EQ(sana::img2img_first_step(c.steps, c.strength), c.first);
+  }
+  for (const double bad : {0.0, -0.1, 1.5, std::nan("")}) EXPECT_THROW(sana::img2img_first_step(2, bad), sana::Error);
+}
+
+// At a strength that skips the same whole steps as a fixture case's, diffusers runs exactly that case (strength only
+// enters through t_start), so the fixture's image is the reference there too; 0.3 and 0.4 are such strengths for the
+// shared cases (2 and 4 steps at 0.5), where the int(n * strength) rule would run fewer steps.
+TEST(ReferencePipelines, SprintImg2ImgAtOtherStrengthsWithTheSameSkippedSteps) {
+  const std::string folder = "pipeline_sprint_img2img_tiny";
+  const auto pipe = sana::SanaSprintPipeline::from_pretrained(fixture(folder), at::kCPU, at::kFloat);
+  const auto ref = sana::SafetensorsFile::open(fixture(folder + "/expected.safetensors"));
+  int checked = 0;
+  for (const auto& c : cases_of(*ref)) {
+    const int n = c.meta["steps"].get<int>();
+    const auto t_start = [n](double s) { return static_cast<int>(std::max(n - std::min(n * s, 1.0 * n), 0.0)); };
+    for (const double s : {0.3, 0.4, 0.45}) {
+      if (s == c.meta["strength"].get<double>() || t_start(s) != t_start(c.meta["strength"].get<double>())) continue;
+      SCOPED_TRACE(c.name + " at strength " + std::to_string(s));
+      sana::GenerateOptions o = options_of(c.meta, folder);
+      o.strength = s;
+      const auto r = pipe.generate(o);
+      EXPECT_EQ(static_cast<int>(r.steps.size()), n - t_start(s));
+      expect_image(r.images, ref->get(c.name + ".image"));
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 1);
 }
 
 // `sana-sprint generate`'s order: every call's text embedded first (the teacher's negative prompt with it), then the

@@ -17,6 +17,7 @@
 #include "sana/io/image.h"
 #include "sana/models/sana_controlnet.h"
 #include "sana/models/sana_transformer.h"
+#include "sana/nn/module_io.h"
 #include "sana/pipeline/sana.h"
 #include "sana/pipeline/sana_sprint.h"
 #include "sana/shapes/world.h"
@@ -472,9 +473,16 @@ TEST_F(TinyWorld, ControlNetFlowTrainingStartsAsIdentityResumesAndLearns) {
 
 TEST_F(TinyWorld, ControlNetOverfitsAHandfulOfTriples) {
   // 8 triples, many steps at a high rate: the flow loss at fixed draws on those triples falls by at least 4x. The
-  // base is the reference fixture's teacher (random weights, the cache's widths): unlike the barely trained tiny
-  // teacher it passes the ControlNet's residuals on at full strength.
-  const std::string base = sana::test::fixture("pipeline_sana_tiny");
+  // base is the tiny teacher's folder with random weights in the reference fixtures' scheme (nn::init_random, the
+  // cache's widths): unlike the barely trained tiny teacher it passes the ControlNet's residuals on at full strength.
+  const std::string base = path("random_base");
+  fs::copy(path("teacher"), base, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  {
+    sana::SanaTransformer2DModel random_teacher(
+        sana::load_sana_transformer_config(base + "/transformer/config.json"), at::kFloat);
+    sana::nn::init_random(random_teacher, 0);
+    sana::nn::save_state_dict(random_teacher, base + "/transformer/diffusion_pytorch_model.safetensors");
+  }
   const auto cache = sana::LatentCache::open(path("cache"));
   const auto teacher = sana::SanaTransformer2DModel::from_pretrained(base + "/transformer", at::kFloat);
   const auto loss_with = [&](const std::shared_ptr<sana::SanaControlNetModel>& cn) {

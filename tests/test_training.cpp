@@ -88,7 +88,8 @@ TEST(FlowTraining, ShortRunLowersTheLoss) {
   sana::nn::init_random(model, 0);
   at::manual_seed(0);
   // Two "images" with their own captions; the model must learn which latent goes with which caption.
-  const at::Tensor x0 = at::randn({2, 4, 8, 8}) * 0.8;
+  const int64_t C = cfg.in_channels, side = 4 * cfg.patch_size;  // latents the config's transformer takes
+  const at::Tensor x0 = at::randn({2, C, side, side}) * 0.8;
   const at::Tensor text = at::randn({2, 6, cfg.caption_channels});
   sana::FlowVelocityFn v = [&](const at::Tensor& x_s, const at::Tensor& s) {
     sana::SanaTransformerInputs in;
@@ -100,7 +101,7 @@ TEST(FlowTraining, ShortRunLowersTheLoss) {
   at::Generator eval_gen = at::make_generator<at::CPUGeneratorImpl>(7);
   std::vector<std::pair<at::Tensor, at::Tensor>> eval_set;
   for (int i = 0; i < 8; ++i)
-    eval_set.emplace_back(at::rand({2}, eval_gen), at::randn({2, 4, 8, 8}, eval_gen));
+    eval_set.emplace_back(at::rand({2}, eval_gen), at::randn({2, C, side, side}, eval_gen));
   auto eval_loss = [&] {
     at::NoGradGuard no_grad;
     double sum = 0;

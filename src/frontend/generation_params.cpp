@@ -226,10 +226,8 @@ void validate(const P& p) {
           "control_scale", "must be between 0 and " + num(L::max_control_scale) + ", got " + num(p.control_scale));
   require(std::isfinite(p.strength) && p.strength >= 0 && p.strength <= 1, "strength",
           "must be between 0 and 1, got " + num(p.strength));
-  if (!p.init_image.empty())  // diffusers skips steps - int(steps * strength) steps: at least one must remain
-    require(std::min(p.steps * p.strength, static_cast<double>(p.steps)) >= 1, "strength",
-            num(p.strength) + " with " + std::to_string(p.steps) +
-                " steps leaves no step to run (img2img runs int(steps * strength) steps)");
+  if (!p.init_image.empty())  // the pipeline's own rule (diffusers'): at least one step must remain
+    check_parses("strength", [&] { img2img_first_step(p.steps, p.strength); });
   check_parses("dtype", [&] { parse_dtype(p.dtype, "dtype"); });
   require(!(p.dtype == "fp16" || p.dtype == "float16") || p.device.rfind("cuda", 0) == 0, "dtype",
           "fp16 runs on CUDA only; on the CPU use fp32 or bf16");

@@ -34,13 +34,15 @@ SCMTimestepOptions scm_timestep_options(const GenerateOptions& o) {
   return s;
 }
 
+// diffusers' get_timesteps: t_start = int(max(n - min(n * strength, n), 0)), the product and difference in doubles as
+// Python computes them. Only a strength of (about) 0 leaves nothing to run.
 int img2img_first_step(int steps, double strength) {
-  if (!(strength >= 0 && strength <= 1)) throw Error("strength must be in [0, 1], got " + c10::str(strength));
+  if (!(strength >= 0 && strength <= 1)) throw Error("strength: must be in [0, 1], got " + c10::str(strength));
   const double init = std::min(steps * strength, static_cast<double>(steps));
   const int first = static_cast<int>(std::max(steps - init, 0.0));
   if (steps - first < 1)
-    throw Error("strength " + c10::str(strength) + " with " + std::to_string(steps) +
-                " steps leaves no step to run (it acts in whole steps: steps * strength must be at least 1)");
+    throw Error("strength: " + c10::str(strength) + " with " + std::to_string(steps) +
+                " steps leaves no step to run (img2img skips int(steps - steps * strength) steps, as diffusers does)");
   return first;
 }
 

@@ -82,7 +82,7 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
     add("init_image", app->add_option("--init-image", p.init_image, "img2img (Sprint models): the init PNG"));
   if (want("strength"))
     add("strength", app->add_option("--strength", p.strength,
-                                    "img2img: share of the schedule to run, in whole steps (int(steps x strength))")
+                                    "img2img: share of the schedule to run, in whole steps (skips int(steps - steps x strength))")
                         ->capture_default_str());
 }
 

@@ -49,7 +49,7 @@ struct GenerateOptions {
   double controlnet_conditioning_scale = 1.0;
 
   // img2img (Sprint pipelines): the init image [3, H, W] in [0, 1], and the share of the schedule to run: the first
-  // steps - int(steps * strength) steps are skipped (diffusers' rule: strength acts in whole steps).
+  // int(steps - steps * strength) steps are skipped (diffusers' rule: strength acts in whole steps).
   at::Tensor image;
   double strength = 0.6;
 
@@ -81,6 +81,10 @@ struct GenerateResult {
   };
   std::vector<Step> steps;
 };
+
+// img2img: the index of the first step that runs, int(steps - steps * strength) as diffusers computes it (defined
+// with the Sprint pipeline). Error ("strength: ...") when that leaves no step or strength is outside [0, 1].
+int img2img_first_step(int steps, double strength);
 
 // Stage names and seconds, for progress output ("text encoder", "step 1/2", "vae decode", ...).
 using ProgressFn = std::function<void(const std::string& stage, double seconds)>;

@@ -33,8 +33,4 @@ class SanaSprintPipeline : public Pipeline {
 // The SCM schedule options of a call: its steps, max_timesteps, intermediate_timesteps and custom timesteps.
 SCMTimestepOptions scm_timestep_options(const GenerateOptions& options);
 
-// img2img: the index of the first step that runs, steps - int(steps * strength) as diffusers computes it. Error when
-// that leaves no step or strength is outside [0, 1].
-int img2img_first_step(int steps, double strength);
-
 }  // namespace sana
