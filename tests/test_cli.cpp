@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdio>
 
+#include "sana/io/atomic_file.h"
 #include "sana/io/config.h"
 #include "sana/io/image.h"
 #include "sana/shapes/world.h"
@@ -119,6 +120,13 @@ TEST(Cli, ClearOneLineErrors) {
       {"generate" + m + " -p x --init-image " + fixture("pipeline_sprint_img2img_tiny/init0.png") +
            " --steps 2 --strength 0", "--strength: 0 with 2 steps leaves no step"},
       {"generate" + m + " -p x --control-preprocess blur", "--control-preprocess"},
+      // Numbers are read whole, in base 10 and in range (CLI11 alone clamped 2^63 and read "" as 0, "010" as 8).
+      {"generate" + m + " -p x -s 9223372036854775808", "--seed: '9223372036854775808' is out of range"},
+      {"generate" + m + " -p x -s 18446744073709551615", "--seed: '18446744073709551615' is out of range"},
+      {"generate" + m + " -p x --control-scale ''", "--control-scale: expected a number, got an empty value"},
+      {"generate" + m + " -p x --steps ''", "--steps: expected a 64-bit integer, got an empty value"},
+      {"generate" + m + " -p x --steps 1e3", "--steps: expected a 64-bit integer, got '1e3'"},
+      {"train-controlnet --base /b --cache /c -o /tmp/x --steps ''", "--steps: expected"},
       {"generate -m " + fixture("pipeline_sana_tiny") + " -p x --init-image " +
            fixture("pipeline_sprint_img2img_tiny/init0.png"), "img2img is implemented for SANA-Sprint"},
   };
@@ -129,6 +137,61 @@ TEST(Cli, ClearOneLineErrors) {
     EXPECT_NE(r.err.find("sana-sprint: error:"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
   }
+}
+
+// A leading zero is a decimal digit, as users mean it (CLI11 alone read -s 010 as octal, seed 8).
+TEST(Cli, NumbersAreReadInBaseTen) {
+  sana::test::TempDir dir;
+  const std::string out = dir.file("out.png");
+  const CliRun r = run_cli("generate -m " + fixture("pipeline_sprint_tiny") + " -p x -s 010 -o " + out);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::map<std::string, std::string> chunks;
+  sana::load_png(out, &chunks);
+  EXPECT_NE(chunks["parameters"].find("Seed: 10,"), std::string::npos) << chunks["parameters"];
+}
+
+// -o replaces an existing PNG, but never the call's own init or control image, however the path is spelled.
+TEST(Cli, OutputNeverReplacesAnInputImage) {
+  sana::test::TempDir dir;
+  const std::string init = dir.file("in.png"), control = dir.file("c.png");
+  std::filesystem::copy_file(fixture("pipeline_sprint_img2img_tiny/init0.png"), init);
+  std::filesystem::copy_file(fixture("pipeline_sana_controlnet_tiny/control0.png"), control);
+  const std::string before = sana::read_text_file(init);
+  const std::string m = " -m " + fixture("pipeline_sprint_img2img_tiny") + " -p x --steps 2 --strength 0.5";
+  struct Case {
+    std::string args, expect;
+  } cases[] = {
+      {m + " --init-image " + init + " -o " + init, "is the --init-image"},
+      {m + " --init-image " + init + " -o " + dir.path().string() + "/./in.png", "is the --init-image"},
+      // -b 2 writes out_1.png and out_2.png: the first is the control image.
+      {" -m " + fixture("pipeline_sana_controlnet_tiny") + " -p x --control-image " + dir.file("out_1.png") +
+           " -b 2 -o " + dir.file("out.png"),
+       "out_1.png is the --control-image"},
+  };
+  std::filesystem::copy_file(control, dir.file("out_1.png"));
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.args);
+    const CliRun r = run_cli("generate" + c.args);
+    EXPECT_NE(r.rc, 0);
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(sana::read_text_file(init), before);
+  EXPECT_EQ(sana::read_text_file(dir.file("out_1.png")), sana::read_text_file(control));
+}
+
+// eval -m writes NNNNNNN.png/.json into -o: into a folder that holds anything only with --overwrite.
+TEST(Cli, EvalKeepsANonEmptyFolderUnlessToldToOverwrite) {
+  sana::test::TempDir dir;
+  std::filesystem::create_directories(dir.file("out"));
+  sana::write_file_atomic(dir.file("out/0000000.png"), "mine");
+  const std::string args = "eval -m " + std::string(SANA_MODELS_DIR) + "/sana-sprint-shapes --prompts 2 -o " + dir.file("out");
+  const CliRun refused = run_cli(args);
+  EXPECT_NE(refused.rc, 0);
+  EXPECT_NE(refused.err.find("is not empty; give --overwrite"), std::string::npos) << refused.err;
+  EXPECT_EQ(sana::read_text_file(dir.file("out/0000000.png")), "mine");
+  const CliRun replaced = run_cli(args + " --overwrite");
+  EXPECT_EQ(replaced.rc, 0) << replaced.err;
+  EXPECT_EQ(sana::load_png(dir.file("out/0000000.png")).size(1), 64);
 }
 
 // The README's main command: no -m, the shipped student with its generation defaults (64x64, 1 step).

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <iostream>
 #include <map>
 #include <cstdio>
@@ -256,6 +257,8 @@ TEST_F(TrainingInputs, SettingsAreChecked) {
                           dir.file("vae");
   const std::string distill = "distill --teacher " + kTeacher + " --cache " + path("cache") + " -b 2 --steps 1 -o " +
                               dir.file("student");
+  const std::string controlnet = "train-controlnet --base " + kTeacher + " --cache " + path("cache") + " -b 2 -o " +
+                                 dir.file("cn");
   struct Case {
     std::string args, expect, env = "";
   } cases[] = {
@@ -273,6 +276,18 @@ TEST_F(TrainingInputs, SettingsAreChecked) {
       {train(dir.file("t"), "--steps 1"), "RANK=5 must be below WORLD_SIZE=2", "WORLD_SIZE=2 RANK=5"},
       {vae + " --steps 1", "WORLD_SIZE='two'", "WORLD_SIZE=two RANK=0"},
       {"cache -b 0 --data " + path("data") + " --base " + kStudent + " -o " + dir.file("c"), "--batch-size"},
+      // Sizes are bounded before anything is allocated.
+      {"cache -b 100000 --data " + path("data") + " --base " + kStudent + " -o " + dir.file("c"),
+       "--batch-size must be between 1 and 1024"},
+      {"cache --max-sequence-length 1000000 --data " + path("data") + " --base " + kStudent + " -o " + dir.file("c"),
+       "--max-sequence-length must be between 1 and 2048"},
+      {"train --cache " + path("cache") + " --base " + kStudent + " --config " + kTeacher +
+           "/transformer/config.json -b 100000 --steps 1 -o " + dir.file("t"),
+       "--batch-size must be between 1 and 4096"},
+      // train-controlnet: a run of no steps exports nothing; a negative block count is not the default.
+      {controlnet + " --steps 0", "--steps must be at least 1"},
+      {controlnet + " --steps 1 --num-layers -1", "--num-layers must be between 1 and the teacher's"},
+      {controlnet + " --steps 1 --num-layers 1000", "--num-layers must be between 1 and the teacher's"},
       {"shapes make-dataset --size 100000 -o " + dir.file("d"), "--size"},
       // A run that diverges stops instead of exporting a broken model.
       {train(dir.file("diverged"), "--steps 60 --lr 1e30"), "20 steps in a row with a non-finite loss"},
@@ -283,7 +298,50 @@ TEST_F(TrainingInputs, SettingsAreChecked) {
   }
   EXPECT_FALSE(fs::exists(dir.file("t")));
   EXPECT_FALSE(fs::exists(dir.file("student")));
+  EXPECT_FALSE(fs::exists(dir.file("cn")));
+  EXPECT_FALSE(fs::exists(dir.file("c")));
   EXPECT_FALSE(fs::exists(dir.file("diverged") + "/transformer"));
+}
+
+// A run that trained nothing exports nothing: every step skipped (a cache of NaN latents, fewer steps than the
+// divergence limit), or non-finite weights to export (a --resume checkpoint holding a NaN).
+TEST_F(TrainingInputs, NothingTrainedNothingExported) {
+  TempDir dir;
+  const fs::path cache = dir.path() / "nan-cache";
+  fs::copy(path("cache"), cache, fs::copy_options::recursive);
+  const json config = read_json(cache / "cache_config.json");
+  ASSERT_FALSE(config["shards"].empty());
+  for (const auto& shard : config["shards"]) {
+    const std::string file = (cache / shard.get<std::string>()).string();
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    {
+      const auto f = sana::SafetensorsFile::open(file);
+      for (const auto& [name, info] : f->tensors()) {
+        at::Tensor t = f->get(name).clone();
+        if (name == "latents") t.fill_(std::nan(""));
+        tensors.emplace_back(name, t);
+      }
+    }
+    sana::save_safetensors(file, tensors);
+  }
+  expect_one_line_error(run_cli(train(dir.file("nan-data"), "--steps 3", cache.string())),
+                        "all 3 steps were skipped");
+  EXPECT_FALSE(fs::exists(dir.file("nan-data") + "/transformer"));
+
+  const std::string run = dir.file("run");
+  ASSERT_EQ(run_cli(train(run, "--steps 1")).rc, 0);
+  const std::string exported = sana::read_text_file(run + "/transformer/diffusion_pytorch_model.safetensors");
+  const std::string checkpoint = run + "/training/checkpoint.safetensors";
+  std::string weight;
+  {
+    const auto file = sana::SafetensorsFile::open(checkpoint);
+    for (const auto& [name, info] : file->tensors())
+      if (weight.empty() && name.rfind("model.", 0) == 0 && info.dtype == at::kFloat) weight = name;
+  }
+  ASSERT_FALSE(weight.empty());
+  poison(checkpoint, weight);
+  expect_one_line_error(run_cli(train(run, "--steps 1 --resume")), "hold NaN or Inf values (" + weight.substr(6));
+  EXPECT_EQ(sana::read_text_file(run + "/transformer/diffusion_pytorch_model.safetensors"), exported);
 }
 
 // No command replaces or deletes what it did not create unless told to (--overwrite), and none writes over its inputs.
@@ -304,6 +362,10 @@ TEST_F(TrainingInputs, OutputsNeverReplaceInputsOrUserFiles) {
       {"train --cache " + path("cache") + " --base " + base + " --config " + kTeacher +
            "/transformer/config.json -b 2 --steps 1 -o " + base, "also the input of --base"},
       {train(path("cache"), "--steps 1"), "also the input of --cache"},
+      // An output inside an input, or holding one, is refused even with --overwrite.
+      {"train-controlnet --base " + teacher + " --cache " + path("cache") + " -b 2 --steps 1 --overwrite -o " +
+           teacher + "/transformer", "is inside " + teacher},
+      {train(dir_->path().string(), "--steps 1 --overwrite"), "holds " + path("cache")},
       {"distill --teacher " + teacher + " --cache " + path("cache") + " -b 2 --steps 1 -o " + teacher,
        "also the input of --teacher"},
       {"text-encoder --data " + path("data") + " --config " + base + "/text_encoder/config.json -o " + base,

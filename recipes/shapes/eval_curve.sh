@@ -33,7 +33,7 @@ for step in $found; do
       continue
     fi
     echo "== $(date +%T) eval step $step, $steps sampling steps, $prompts prompts" >&2
-    "$S" eval -m "$snap" --steps "$steps" --prompts "$prompts" -o "$tmp/images" --json "$tmp/eval.json" > /dev/null
+    "$S" eval -m "$snap" --steps "$steps" --prompts "$prompts" -o "$tmp/images" --overwrite --json "$tmp/eval.json" > /dev/null
     jq -c --argjson a "$step" '{step: $a, steps, prompts, guidance, overall}
       + (.categories | with_entries(.value = .value.score))' "$tmp/eval.json" >> "$curve"
   done

@@ -12,7 +12,7 @@ S="${SANA_SPRINT:-$root/build/sana-sprint}"
 E="$work/eval"
 mkdir -p "$E"
 teacher="$root/models/sana-shapes-teacher" student="$root/models/sana-sprint-shapes"
-ev() { local name="$1"; shift; echo "== $(date +%T) eval $name" >&2; "$S" eval -o "$E/$name" --json "$E/$name.json" "$@" > "$E/$name.md"; }
+ev() { local name="$1"; shift; echo "== $(date +%T) eval $name" >&2; "$S" eval -o "$E/$name" --overwrite --json "$E/$name.json" "$@" > "$E/$name.md"; }
 ev vae-roundtrip -m "$teacher" --vae-roundtrip    # the ceiling the VAE allows
 ev teacher-20 -m "$teacher" --steps 20 --guidance 4.5
 for n in 1 2 4; do ev "student-$n" -m "$student" --steps "$n" --reference "$E/teacher-20"; done

@@ -13,7 +13,7 @@ S="${SANA_SPRINT:-$root/build/sana-sprint}"
 E="$work/eval-controlnet"
 mkdir -p "$E"
 teacher="$root/models/sana-shapes-teacher" student="$root/models/sana-sprint-shapes"
-ev() { local name="$1"; shift; echo "== $(date +%T) eval $name" >&2; "$S" eval -o "$E/$name" --json "$E/$name.json" "$@" > "$E/$name.md"; }
+ev() { local name="$1"; shift; echo "== $(date +%T) eval $name" >&2; "$S" eval -o "$E/$name" --overwrite --json "$E/$name.json" "$@" > "$E/$name.md"; }
 
 # The baseline that needs no training: the teacher's ControlNet moved onto the student (distillation at 0 steps).
 [ -f "$work/cn-transferred/config.json" ] || "$S" train-controlnet --objective distill --base "$student" \

@@ -8,22 +8,46 @@
 namespace fs = std::filesystem;
 
 namespace sana {
-namespace {
 
-bool same_folder(const std::string& a, const std::string& b) {
+bool same_path(const std::string& a, const std::string& b) {
   std::error_code ec;
   if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
-  return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
+  return fs::weakly_canonical(fs::absolute(a, ec), ec) == fs::weakly_canonical(fs::absolute(b, ec), ec);
 }
 
-}  // namespace
+bool path_inside(const std::string& inner, const std::string& outer) {
+  std::error_code ec;
+  const fs::path in = fs::weakly_canonical(fs::absolute(inner, ec), ec).lexically_normal();
+  const fs::path out = fs::weakly_canonical(fs::absolute(outer, ec), ec).lexically_normal();
+  // Component by component: /a/bc is not inside /a/b. A trailing separator leaves an empty last component.
+  auto i = in.begin();
+  for (auto o = out.begin(); o != out.end(); ++o, ++i) {
+    if (o->empty() && std::next(o) == out.end()) break;
+    if (i == in.end() || *i != *o) return false;
+  }
+  for (; i != in.end(); ++i)
+    if (!i->empty()) return true;
+  return false;
+}
 
 void check_output_folder(const std::string& out, const std::vector<std::pair<std::string, std::string>>& inputs,
                          const OutputFolderRule& rule) {
   if (out.empty()) throw Error(rule.flag + ": no output folder given");
-  for (const auto& [flag, path] : inputs)
-    if (!path.empty() && same_folder(out, path))
+  for (const auto& [flag, path] : inputs) {
+    if (path.empty()) continue;
+    if (same_path(out, path))
       throw Error(rule.flag + ": " + out + " is also the input of " + flag + "; write to another folder");
+    if (path_inside(out, path))
+      throw Error(rule.flag + ": " + out + " is inside " + path + ", the input of " + flag + "; write to another folder");
+    // An input inside the output: only where the command may write (the whole folder, or its written parts).
+    bool overlaps = rule.written_parts.empty() && path_inside(path, out);
+    for (const auto& part : rule.written_parts) {
+      const std::string written = (fs::path(out) / part).string();
+      overlaps = overlaps || same_path(path, written) || path_inside(path, written);
+    }
+    if (overlaps)
+      throw Error(rule.flag + ": " + out + " holds " + path + ", the input of " + flag + "; write to another folder");
+  }
   std::error_code ec;
   if (!fs::exists(out, ec)) return;
   if (!fs::is_directory(out, ec)) throw Error(rule.flag + ": " + out + " exists and is not a folder");

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "sana/error.h"
+#include "sana/frontend/generation_params.h"
 #include "sana/io/atomic_file.h"
 #include "sana/io/config.h"
 #include "sana/io/output_folder.h"
@@ -168,7 +169,12 @@ void build_latent_cache(const CacheOptions& o) {
   rule.overwrite = o.overwrite;
   check_output_folder(o.out, {{"--data", o.data}, {"--base", o.base}}, rule);
   const ImageCaptionFolder data = ImageCaptionFolder::open(o.data);
-  if (o.batch_size < 1) throw Error("--batch-size must be at least 1, got " + std::to_string(o.batch_size));
+  // Bounded before anything is allocated: a batch is held whole as images, latents and text states.
+  if (o.batch_size < 1 || o.batch_size > 1024)
+    throw Error("--batch-size must be between 1 and 1024, got " + std::to_string(o.batch_size));
+  if (o.prompt.max_sequence_length < 1 || o.prompt.max_sequence_length > GenerationLimits::max_sequence_length)
+    throw Error("--max-sequence-length must be between 1 and " + std::to_string(GenerationLimits::max_sequence_length) +
+                ", got " + std::to_string(o.prompt.max_sequence_length));
   const fs::path base(o.base);
   const auto opts = at::TensorOptions().dtype(at::kFloat);
   note("loading tokenizer, text encoder and VAE from " + o.base);

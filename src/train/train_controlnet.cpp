@@ -65,7 +65,11 @@ void train_controlnet_flow(const ControlNetFlowOptions& f, const TrainOptions& o
   const auto opts = at::TensorOptions().dtype(parse_dtype(o.dtype)).device(parse_device(o.device));
   const auto teacher = frozen_transformer(f.base, opts);
   check_cache(cache, teacher->config());
-  const int L = f.num_layers > 0 ? f.num_layers : (teacher->config().num_layers + 3) / 4;
+  const int teacher_layers = teacher->config().num_layers;
+  if (f.num_layers < 0 || f.num_layers > teacher_layers)
+    throw Error("--num-layers must be between 1 and the teacher's " + std::to_string(teacher_layers) +
+                " blocks (0: a quarter of them), got " + std::to_string(f.num_layers));
+  const int L = f.num_layers > 0 ? f.num_layers : (teacher_layers + 3) / 4;
   TrainingRun run("train-controlnet", o,
                   {{"objective", "flow"}, {"base", fs::absolute(f.base).string()}, {"num_layers", L},
                    {"logit_mean", f.logit_mean}, {"logit_std", f.logit_std}, {"caption_dropout", f.caption_dropout},

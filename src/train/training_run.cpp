@@ -27,7 +27,9 @@ void check_options(const TrainOptions& o) {
     if (!ok) throw Error(msg);
   };
   require(o.steps >= 0, "--steps must be at least 0, got " + std::to_string(o.steps));
-  require(o.batch_size >= 1, "--batch-size must be at least 1, got " + std::to_string(o.batch_size));
+  // The global batch, bounded before anything is allocated (the paper's runs use a few hundred).
+  require(o.batch_size >= 1 && o.batch_size <= 4096,
+          "--batch-size must be between 1 and 4096, got " + std::to_string(o.batch_size));
   require(std::isfinite(o.lr) && o.lr > 0, "--lr must be a positive number, got " + std::to_string(o.lr));
   require(o.warmup_steps >= 0, "--warmup-steps must be at least 0");
   require(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "--weight-decay must be a number >= 0");
@@ -60,8 +62,7 @@ TrainingRun::TrainingRun(std::string command, const TrainOptions& o, json shape,
     throw Error("--batch-size " + std::to_string(o.batch_size) + " is smaller than WORLD_SIZE " +
                 std::to_string(env_.world_size));
   if (env_.distributed()) dp_ = std::make_unique<DataParallel>(env_, o.backend, device_);
-  dir_ = (fs::path(o.out) / "training").string();
-  fs::create_directories(dir_);
+  dir_ = (fs::path(o.out) / "training").string();  // created by begin(): a run refused before it leaves no folder
 }
 
 TrainingRun::~TrainingRun() = default;
@@ -96,6 +97,7 @@ void TrainingRun::check_resume_options(const std::string& recorded) const {
 
 int64_t TrainingRun::begin(const NamedTensors& shared) {
   if (o_.snapshot_every > 0 && !snapshot_) throw Error("--snapshot-every: `" + command_ + "` writes no snapshots");
+  fs::create_directories(dir_);
   const std::string ckpt = (fs::path(dir_) / "checkpoint.safetensors").string();
   int64_t start = 0;
   if (o_.resume) {
@@ -123,8 +125,12 @@ void TrainingRun::save(int64_t step) const {
 void TrainingRun::end_step(int64_t step, const Values& logged, const Values& shown, const Labels& labels) {
   if (log_) log_->write(step, logged, labels);
   // A non-finite loss or gradient skips its step; a run of them means the training diverged.
+  ++steps_run_;
   for (const auto& [k, v] : logged)
-    if (k == "skipped") skipped_in_a_row_ = v > 0 ? skipped_in_a_row_ + 1 : 0;
+    if (k == "skipped") {
+      skipped_in_a_row_ = v > 0 ? skipped_in_a_row_ + 1 : 0;
+      steps_skipped_ += v > 0;
+    }
   if (skipped_in_a_row_ >= kMaxSkippedInARow)
     throw Error(command_ + ": stopped at step " + std::to_string(step + 1) + " after " +
                 std::to_string(skipped_in_a_row_) + " steps in a row with a non-finite loss or gradient (diverged: "
@@ -151,8 +157,24 @@ void TrainingRun::snapshot(int64_t step) const {
   fs::rename(tmp, dir);
 }
 
+// A run whose every step was skipped, or whose weights are not finite (a --resume checkpoint or data with NaN), has
+// nothing worth exporting: an error instead of a model folder that looks trained.
+void TrainingRun::check_exportable() const {
+  if (steps_run_ > 0 && steps_skipped_ == steps_run_)
+    throw Error(command_ + ": all " + std::to_string(steps_run_) + " steps were skipped (non-finite loss or gradient); "
+                "nothing exported (check the data, or lower --lr)");
+  for (const auto& t : tracked_) {
+    if (t.prefix != "model.") continue;
+    for (const auto& [name, tensor] : t.get())
+      if (!at::isfinite(tensor).all().item<bool>())
+        throw Error(command_ + ": the weights to export hold NaN or Inf values (" + name + "); nothing exported " +
+                    (o_.resume ? "(the --resume checkpoint's weights, or the training diverged)" : "(the training diverged)"));
+  }
+}
+
 bool TrainingRun::finish() {
   if (!main_rank()) return false;
+  check_exportable();
   if (sample_ && o_.sample_every >= 0)
     sample_((fs::path(dir_) / "samples" / ("step-" + std::to_string(o_.steps) + ".png")).string());
   return true;

@@ -49,7 +49,9 @@ class TrainingRun {
   // the sample grid and the snapshot.
   void end_step(int64_t step, const Values& logged, const Values& shown, const Labels& labels = {});
 
-  // After the last step: the final sample grid (unless --sample-every < 0). True on the process that exports.
+  // After the last step: an Error if the run trained nothing (every step skipped) or the weights to export (the
+  // tracked "model." tensors, the EMA's averages swapped in) are not finite; then the final sample grid (unless
+  // --sample-every < 0). True on the process that exports.
   bool finish();
 
   bool main_rank() const { return env_.rank == 0; }
@@ -86,7 +88,9 @@ class TrainingRun {
   std::unique_ptr<JsonlLog> log_;
   std::unique_ptr<Progress> progress_;
   std::string dir_;  // <out>/training
+  void check_exportable() const;
   int skipped_in_a_row_ = 0;
+  int64_t steps_run_ = 0, steps_skipped_ = 0;  // by this process (a resumed run counts from its resume)
   static constexpr int kMaxSkippedInARow = 20;
 };
 

@@ -35,6 +35,7 @@ struct EvalCommand {
   uint64_t prompt_seed = 20260101;  // the eval prompt stream (the training data uses other seeds)
   bool vae_roundtrip = false;       // score the VAE's reconstructions of the true scenes instead (an upper bound)
   bool control = false;             // generate with each scene's scribble as the ControlNet's control image
+  bool overwrite = false;           // write into a non-empty -o folder, replacing its NNNNNNN.png/.json
 };
 
 // Every result of an `eval -m` run.
@@ -146,6 +147,9 @@ int run_eval_model(EvalCommand& c) {
   GenerationParams& p = c.params;
   if (c.out.empty()) throw Error("eval -m: -o/--out (folder for the generated images) is required");
   if (c.prompts < 1) throw Error("--prompts must be at least 1");
+  std::error_code ec;
+  if (!c.overwrite && fs::is_directory(c.out, ec) && !fs::is_empty(c.out, ec))
+    throw Error("-o/--out: " + c.out + " is not empty; give --overwrite to replace the images in it, or another folder");
   p.prompt = shapes::scene_for(c.prompt_seed, 0).caption;  // each image's own prompt; validated like the others
   prepare_generation(p, *c.flags);
   resolve_seed(p);
@@ -189,7 +193,8 @@ Subcommand add_eval(CLI::App& app) {
   c->flags = std::make_unique<GenerationFlags>(cmd, c->params, FieldSet{"prompt", "batch_count", "control_image", "control_preprocess", "init_image", "strength"});
   images->excludes(c->flags->option("model"));
   cmd->add_option("--json", c->json_out, "also write the report as JSON here");
-  cmd->add_option("-o,--out", c->out, "with -m: folder for the generated images");
+  cmd->add_option("-o,--out", c->out, "with -m: folder for the generated images (new or empty)");
+  cmd->add_flag("--overwrite", c->overwrite, "with -m: write into a non-empty -o folder, replacing its images");
   cmd->add_option("--prompts", c->prompts, "with -m: size of the prompt set")->capture_default_str();
   cmd->add_option("--prompt-seed", c->prompt_seed, "with -m: seed of the prompt set (image i: seed + i)")->capture_default_str();
   cmd->add_flag("--vae-roundtrip", c->vae_roundtrip, "with -m: score the VAE's reconstructions of the true scenes");

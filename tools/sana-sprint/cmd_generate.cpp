@@ -7,6 +7,7 @@
 #include "generation_flags.h"
 #include "sana/error.h"
 #include "sana/io/image.h"
+#include "sana/io/output_folder.h"
 #include "sana/pipeline/pipeline.h"
 #include "sana/runtime.h"
 
@@ -31,10 +32,22 @@ std::string output_path(const std::string& output, int64_t index, int64_t count)
   return (p.parent_path() / (p.stem().string() + "_" + std::to_string(index + 1) + p.extension().string())).string();
 }
 
+// The outputs are replaced when they exist, but never one of this call's own input images.
+void check_outputs_spare_inputs(const GenerateCommand& c) {
+  const GenerationParams& p = c.params;
+  for (int64_t i = 0; i < p.batch_count; ++i) {
+    const std::string out = output_path(c.output, i, p.batch_count);
+    for (const auto& [flag, input] : {std::pair{"--init-image", p.init_image}, {"--control-image", p.control_image}})
+      if (!input.empty() && same_path(out, input))
+        throw Error("-o/--output: " + out + " is the " + flag + "; write the image to another file");
+  }
+}
+
 int run_generate(GenerateCommand& c) {
   GenerationParams& p = c.params;
   prepare_generation(p, *c.flags);
   if (fs::path(c.output).extension() != ".png") throw Error("-o/--output: " + c.output + " must end in .png");
+  check_outputs_spare_inputs(c);
   resolve_seed(p);
 
   double t0 = now();

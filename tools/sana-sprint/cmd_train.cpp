@@ -199,6 +199,11 @@ Subcommand add_train_controlnet(CLI::App& app) {
   add_distill_loss_options(cmd, a->d, a->no_misaligned);
   add_train_options(cmd, a->o);
   return {cmd, [a] {
+            // The library exports a ControlNet at step 0 (its zero-projection start, which changes no image: tests
+            // use that); from the command line that is a run that trained nothing.
+            if (a->o.steps < 1)
+              throw Error("--steps must be at least 1, got " + std::to_string(a->o.steps) +
+                          " (at 0 the exported ControlNet would be its untrained start)");
             if (a->objective == "flow") {
               train_controlnet_flow(a->flow, a->o);
               return 0;

@@ -23,6 +23,10 @@ Subcommand add_shapes(CLI::App& app);
 Subcommand add_serve(CLI::App& app);
 std::vector<Subcommand> add_training(CLI::App& app);  // train-vae, text-encoder, cache, train, distill
 
+// Adds to every integer and number option of `app` and its subcommands a check that the whole value parses in base
+// 10 and within range: an empty value, "010", "1e3" for an integer or 2^63 are errors naming the flag.
+void require_strict_numbers(CLI::App& app);
+
 // "[sana-sprint] msg" on stderr.
 inline void note(const std::string& msg) { std::fprintf(stderr, "[sana-sprint] %s\n", msg.c_str()); }
 inline double now() {

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
                                                  sana::cli::add_eval(app), sana::cli::add_shapes(app),
                                                  sana::cli::add_serve(app)};
   for (auto& c : sana::cli::add_training(app)) commands.push_back(std::move(c));
+  sana::cli::require_strict_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -17,8 +17,16 @@ struct OutputFolderRule {
   std::vector<std::string> written_parts;
 };
 
-// Error naming the flag when `out` may not be written: it is (the same folder as) one of `inputs` ({flag, path}), or
-// it already holds files the command would replace without resume or overwrite.
+// Whether two paths name one file or folder: the same one on disk where both exist (links included), else the same
+// path once made absolute and normal.
+bool same_path(const std::string& a, const std::string& b);
+
+// Whether `inner` lies strictly inside the folder `outer` (by their absolute, normal paths, links resolved where
+// they exist).
+bool path_inside(const std::string& inner, const std::string& outer);
+
+// Error naming the flag when `out` may not be written: it is one of `inputs` ({flag, path}), lies inside one, or holds
+// one, or it already holds files the command would replace without resume or overwrite.
 void check_output_folder(const std::string& out, const std::vector<std::pair<std::string, std::string>>& inputs,
                          const OutputFolderRule& rule);
 
