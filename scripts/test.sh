@@ -3,6 +3,6 @@
 # (default: tests/data), so the same tests run on any fixture set with the same layout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/build.sh "$@"
+SANA_BUILD_TARGETS=all ./scripts/build.sh "$@"
 cd build
 ctest --output-on-failure -j "${JOBS:-2}"
