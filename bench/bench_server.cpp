@@ -1,4 +1,7 @@
 // `sana-sprint serve` under load, over real HTTP on loopback (the server in this process, the clients on threads):
+//   0. latency: one client, a kept-alive connection against a new connection per request, alternating, for /health
+//      and for one image at the model's size -> p50 of each; then the same with TCP_NODELAY off on a second server
+//      (Nagle's algorithm, as the server ran before: ~40 ms per kept-alive request);
 //   1. throughput: K concurrent clients x M OpenAI requests -> images/s, p50/p95 latency, RSS before and after;
 //   2. live: one session drawing (one frame in flight, the canvas changed each frame) -> p50/p95 per frame, end to
 //      end as the page sees it and as the server reports it (X-Latency-Ms);
@@ -15,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -46,7 +50,38 @@ double percentile(std::vector<double> v, double q) {
 httplib::Client client(int port) {
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(300, 0);
+  c.set_tcp_nodelay(true);  // as curl and Python's HTTP clients send: what is measured is the server's side
   return c;
+}
+
+// p50 of n requests over one kept-alive connection and of n over a new connection each, alternating request by request.
+void latency_pair(int port, int n, const std::string& what, const std::function<httplib::Result(httplib::Client&)>& call) {
+  auto kept = client(port);
+  kept.set_keep_alive(true);
+  call(kept);  // connect and warm up
+  std::vector<double> reused, fresh;
+  int failed = 0;
+  for (int i = 0; i < n; ++i) {
+    double s = bench::now_seconds();
+    auto r = call(kept);
+    reused.push_back(bench::now_seconds() - s);
+    failed += !r || r->status != 200;
+    auto once = client(port);
+    s = bench::now_seconds();
+    r = call(once);
+    fresh.push_back(bench::now_seconds() - s);
+    failed += !r || r->status != 200;
+  }
+  const double a = percentile(reused, 0.5), b = percentile(fresh, 0.5);
+  std::printf("latency: %s, %d each: kept-alive p50 %.2f ms, new connection p50 %.2f ms (ratio %.2f); failed %d\n",
+              what.c_str(), n, 1e3 * a, 1e3 * b, a / b, failed);
+}
+
+void latency(int port, int n, const std::string& label) {
+  latency_pair(port, n, "GET /health" + label, [](httplib::Client& c) { return c.Get("/health"); });
+  const std::string body = json{{"prompt", "a red circle"}, {"seed", 0}}.dump();
+  latency_pair(port, n, "one image (the model's size)" + label,
+               [&](httplib::Client& c) { return c.Post("/v1/images/generations", body, "application/json"); });
 }
 
 void throughput(int port, int clients, int requests) {
@@ -161,8 +196,10 @@ void soak(int port, int clients, int total) {
 int main(int argc, char** argv) {
   CLI::App app{"sana-sprint serve benchmark (throughput, live frames, soak)"};
   std::string model = std::string(SANA_SOURCE_DIR) + "/models/sana-sprint-shapes";
-  int clients = 4, requests = 25, frames = 200, canvas = 512, soak_total = 2000, threads = 0;
+  int clients = 4, requests = 25, frames = 200, canvas = 512, soak_total = 2000, threads = 0, latency_n = 100;
   app.add_option("-m,--model", model, "pipeline folder");
+  app.add_option("--latency", latency_n, "requests of each kind in the latency comparison (0: none)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--clients", clients, "concurrent clients")->check(CLI::PositiveNumber);
   app.add_option("--requests", requests, "requests per client (throughput)")->check(CLI::PositiveNumber);
   app.add_option("--frames", frames, "live frames")->check(CLI::PositiveNumber);
@@ -187,6 +224,17 @@ int main(int argc, char** argv) {
     server::Server srv(std::move(pipe), defaults, o);
     srv.bind();
     std::thread serving([&] { srv.run(); });
+    if (latency_n > 0) {
+      latency(srv.port(), latency_n, "");
+      server::ServerOptions nagle = o;
+      nagle.tcp_nodelay = false;
+      server::Server old(load_pipeline(model, at::kCPU, at::kFloat), defaults, nagle);
+      old.bind();
+      std::thread old_serving([&] { old.run(); });
+      latency(old.port(), latency_n, " with TCP_NODELAY off");
+      old.stop();
+      old_serving.join();
+    }
     throughput(srv.port(), clients, requests);
     live(srv.port(), frames, canvas, control);
     if (soak_total > 0) soak(srv.port(), clients, soak_total);

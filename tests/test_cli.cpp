@@ -127,6 +127,14 @@ TEST(Cli, ClearOneLineErrors) {
       {"generate" + m + " -p x --steps ''", "--steps: expected a 64-bit integer, got an empty value"},
       {"generate" + m + " -p x --steps 1e3", "--steps: expected a 64-bit integer, got '1e3'"},
       {"train-controlnet --base /b --cache /c -o /tmp/x --steps ''", "--steps: expected"},
+      // serve's limits, refused before the model loads (they were replaced silently).
+      {"serve --port 65536", "--port"},
+      {"serve --port ''", "--port: expected a 64-bit integer, got an empty value"},
+      {"serve --http-threads 0", "--http-threads"},
+      {"serve --http-threads 100000", "--http-threads"},
+      {"serve --max-images 0", "--max-images"},
+      {"serve --max-side 100000", "--max-side"},
+      {"serve --host ''", "--host: must not be empty"},
       {"generate -m " + fixture("pipeline_sana_tiny") + " -p x --init-image " +
            fixture("pipeline_sprint_img2img_tiny/init0.png"), "img2img is implemented for SANA-Sprint"},
   };

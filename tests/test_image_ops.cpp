@@ -85,6 +85,20 @@ TEST(Png, DeclaredSizeIsBoundedBeforeAllocation) {
   }
 }
 
+// Text chunks: ASCII in tEXt; anything else in iTXt as UTF-8 (tEXt is Latin-1 by the PNG standard, so UTF-8 bytes in
+// it read back as "cafÃ©" elsewhere); both read back as the UTF-8 given.
+TEST(Png, TextBeyondAsciiTravelsAsUtf8InITXt) {
+  const std::string utf8 = "caf\xc3\xa9 \xe2\x98\x95, Steps: 1";
+  const std::string png = sana::encode_png(at::zeros({3, 2, 2}), {{"parameters", utf8}, {"Software", "sana"}});
+  // The chunk type, then the keyword and its NUL: which chunk carries which key.
+  EXPECT_NE(png.find(std::string("iTXtparameters") + '\0'), std::string::npos);
+  EXPECT_NE(png.find(std::string("tEXtSoftware") + '\0'), std::string::npos);
+  std::map<std::string, std::string> text;
+  sana::decode_png(png, "text.png", &text);
+  EXPECT_EQ(text["parameters"], utf8);
+  EXPECT_EQ(text["Software"], "sana");
+}
+
 TEST(Canny, EdgesOfASquareAndNothingInFlatAreas) {
   at::Tensor img = at::zeros({3, 32, 32});
   img.narrow(1, 8, 16).narrow(2, 8, 16).fill_(1.0);  // a white square from (8, 8) to (23, 23)

@@ -3,6 +3,7 @@
 
 #include <png.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -88,16 +89,45 @@ at::Tensor to_uint8_hwc(const at::Tensor& image) {
   return at::round(image.to(at::kFloat).clamp(0, 1) * 255).to(at::kByte).permute({1, 2, 0}).contiguous().cpu();
 }
 
+namespace {
+
+std::string latin1_to_utf8(const char* text, size_t length) {
+  std::string out;
+  for (size_t i = 0; i < length; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      out += static_cast<char>(c);
+    } else {
+      out += static_cast<char>(0xC0 | (c >> 6));
+      out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string encode_png(const at::Tensor& image, const std::map<std::string, std::string>& text) {
   const at::Tensor hwc = to_uint8_hwc(image);
   const int H = static_cast<int>(hwc.size(0)), W = static_cast<int>(hwc.size(1));
+  // Our text is UTF-8. A tEXt chunk is Latin-1 by definition, so text with any non-ASCII byte goes in an iTXt chunk
+  // (UTF-8), as Pillow writes it when Latin-1 cannot hold the text; readers of A1111's "parameters" read both.
   std::vector<png_text> chunks;
+  static char empty[] = "";
   for (const auto& [key, value] : text) {
     png_text t{};
-    t.compression = PNG_TEXT_COMPRESSION_NONE;
     t.key = const_cast<char*>(key.c_str());
     t.text = const_cast<char*>(value.c_str());
-    t.text_length = value.size();
+    const bool ascii = std::all_of(value.begin(), value.end(), [](char c) { return (c & 0x80) == 0; });
+    if (ascii) {
+      t.compression = PNG_TEXT_COMPRESSION_NONE;
+      t.text_length = value.size();
+    } else {
+      t.compression = PNG_ITXT_COMPRESSION_NONE;
+      t.itxt_length = value.size();
+      t.lang = empty;
+      t.lang_key = empty;
+    }
     chunks.push_back(t);
   }
   std::string bytes;
@@ -138,7 +168,12 @@ at::Tensor decode_png(const std::string& bytes, const std::string& what, std::ma
   if (text) {
     png_textp chunks = nullptr;
     const int n = png_get_text(png, info, &chunks, nullptr);
-    for (int i = 0; i < n; ++i) (*text)[chunks[i].key] = std::string(chunks[i].text, chunks[i].text_length);
+    for (int i = 0; i < n; ++i) {
+      const png_text& t = chunks[i];
+      // iTXt is UTF-8 already; tEXt and zTXt are Latin-1, turned into UTF-8.
+      (*text)[t.key] = t.compression >= PNG_ITXT_COMPRESSION_NONE ? std::string(t.text, t.itxt_length)
+                                                                  : latin1_to_utf8(t.text, t.text_length);
+    }
   }
   return hwc.permute({2, 0, 1}).to(at::kFloat) / 255.0;
 }

@@ -22,11 +22,11 @@ void controlnet_unit(const json& body, json& f) {
       (*it)["args"].empty())
     return;
   const json& unit = (*it)["args"][0];
-  if (!unit.is_object() || !unit.value("enabled", true)) return;
+  if (!unit.is_object() || !bool_field(unit, "enabled", true)) return;
   if (unit.contains("image")) f["control_image"] = unit["image"];
   else if (unit.contains("input_image")) f["control_image"] = unit["input_image"];
   if (unit.contains("weight")) f["control_scale"] = unit["weight"];
-  const std::string module = unit.value("module", std::string("none"));
+  const std::string module = string_field(unit, "module", "none");
   f["control_preprocess"] = module.find("invert") != std::string::npos  ? "invert"
                             : module.find("canny") != std::string::npos ? "canny"
                                                                         : "none";
@@ -37,6 +37,7 @@ json generation_fields(const json& body, bool img2img) {
   for (const char* key : {"prompt", "negative_prompt", "seed", "steps", "width", "height"})
     if (body.contains(key)) f[key] = body[key];
   if (body.contains("cfg_scale")) f["guidance"] = body["cfg_scale"];
+  if (!f.contains("seed")) f["seed"] = -1;  // A1111's default: a random seed (clients send -1 or nothing)
   if (body.contains("batch_size")) f["batch_count"] = body["batch_size"];
   controlnet_unit(body, f);
   if (img2img) {
@@ -107,7 +108,8 @@ void add_a1111_routes(httplib::Server& server, Context& ctx) {
   server.Get("/sdapi/v1/sd-models", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, json::array({{{"title", ctx.model_name}, {"model_name", ctx.model_name},
                                                 {"hash", nullptr}, {"sha256", nullptr},
-                                                {"filename", ctx.defaults.model}, {"config", nullptr}}}));
+                                                // the folder's name only: clients need no path of the server's disk
+                                                {"filename", ctx.model_name}, {"config", nullptr}}}));
              }));
   server.Get("/sdapi/v1/samplers", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, samplers(ctx));

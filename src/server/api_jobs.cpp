@@ -1,4 +1,5 @@
-// Asynchronous jobs: POST /sprint/v1/jobs -> 202 with an id; GET /sprint/v1/jobs/{id}; POST .../{id}/cancel; and
+// Asynchronous jobs: POST /sprint/v1/jobs -> 202 with an id; GET /sprint/v1/jobs/{id}; POST .../{id}/cancel or
+// DELETE /sprint/v1/jobs/{id}; and
 // GET /health (docs/SERVER.md).
 #include "http_context.h"
 
@@ -48,11 +49,15 @@ void add_job_routes(httplib::Server& server, Context& ctx) {
   server.Get(R"(/sprint/v1/jobs/([A-Za-z0-9-]+))", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
                reply_json(r, 200, job_json(ctx, *find_job(ctx, q.matches[1])));
              }));
-  server.Post(R"(/sprint/v1/jobs/([A-Za-z0-9-]+)/cancel)", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
-                const auto job = find_job(ctx, q.matches[1]);
-                ctx.worker.cancel(job->id);
-                reply_json(r, 200, job_json(ctx, *job));
-              }));
+  const auto cancel = guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
+    const auto job = find_job(ctx, q.matches[1]);
+    ctx.worker.cancel(job->id);
+    reply_json(r, 200, job_json(ctx, *job));
+  });
+  server.Post(R"(/sprint/v1/jobs/([A-Za-z0-9-]+)/cancel)", cancel);
+  // The same as DELETE on the job: a method that carries no body. (A POST with no body and no Content-Length, as
+  // `curl -X POST URL` sends it, makes cpp-httplib wait for a body until its read timeout.)
+  server.Delete(R"(/sprint/v1/jobs/([A-Za-z0-9-]+))", cancel);
   server.Get("/health", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                const Worker::Status s = ctx.worker.status();
                reply_json(r, ctx.worker.shutting_down() ? 503 : 200,

@@ -34,7 +34,7 @@ void live(Context& ctx, FrameClock& clock, const httplib::Request& req, httplib:
   if (!body.contains("session") || !body["session"].is_string() || body["session"].get<std::string>().empty())
     throw ParamError("session", "is required: a string naming the drawing session");
   if (!body.contains("frame") || !body["frame"].is_number_integer()) throw ParamError("frame", "must be an integer");
-  const std::string format = body.value("format", "jpeg");
+  const std::string format = string_field(body, "format", "jpeg");
   if (format != "jpeg" && format != "png") throw ParamError("format", "must be jpeg or png");
   json fields = json::object();
   for (const char* key : {"prompt", "seed", "steps", "guidance", "control_scale", "control_preprocess", "width", "height"})

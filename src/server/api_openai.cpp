@@ -16,6 +16,8 @@ json generation_fields(const json& body) {
                           "control_preprocess", "init_image", "strength"})
     if (body.contains(key)) f[key] = body[key];
   if (body.contains("n")) f["batch_count"] = body["n"];
+  // OpenAI's API has no seed: its clients expect a new image for each request, so none given means a random one.
+  if (!f.contains("seed")) f["seed"] = -1;
   if (body.contains("size")) {
     if (!body["size"].is_string()) throw ParamError("size", "must be a string \"WIDTHxHEIGHT\"");
     std::smatch m;
@@ -30,7 +32,7 @@ json generation_fields(const json& body) {
 
 void generations(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   const json body = parse_body(req);
-  const std::string format = body.value("response_format", "b64_json");
+  const std::string format = string_field(body, "response_format", "b64_json");
   if (format == "url")
     throw ParamError("response_format", "\"url\" is not supported: this server keeps no files to link to; ask for "
                                         "\"b64_json\" (the default)");

@@ -49,6 +49,18 @@ json parse_body(const httplib::Request& req) {
   return j;
 }
 
+std::string string_field(const json& obj, const char* key, const std::string& fallback) {
+  if (!obj.contains(key) || obj[key].is_null()) return fallback;
+  if (!obj[key].is_string()) throw ParamError(key, "must be a string, got " + obj[key].dump());
+  return obj[key].get<std::string>();
+}
+
+bool bool_field(const json& obj, const char* key, bool fallback) {
+  if (!obj.contains(key) || obj[key].is_null()) return fallback;
+  if (!obj[key].is_boolean()) throw ParamError(key, "must be true or false, got " + obj[key].dump());
+  return obj[key].get<bool>();
+}
+
 httplib::Server::Handler guarded(std::function<void(const httplib::Request&, httplib::Response&)> handler) {
   return [handler](const httplib::Request& req, httplib::Response& res) {
     try {
@@ -106,7 +118,10 @@ void run_job(Context& ctx, const std::shared_ptr<Job>& job) {
     case Job::State::done: return;
     case Job::State::failed: throw HttpError(500, "server_error", "generation failed: " + job->error);
     case Job::State::superseded: throw HttpError(409, "conflict", "superseded by a newer frame of the same session");
-    default: throw HttpError(409, "conflict", "the job was cancelled" + (job->error.empty() ? "" : ": " + job->error));
+    default:
+      // Cancelled by the shutdown (queued when it began): 503 as documented; by a client: 409.
+      if (ctx.worker.shutting_down()) throw HttpError(503, "unavailable", "the server is shutting down");
+      throw HttpError(409, "conflict", "the job was cancelled" + (job->error.empty() ? "" : ": " + job->error));
   }
 }
 

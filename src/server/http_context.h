@@ -35,6 +35,9 @@ void reply_json(httplib::Response& res, int status, const json& body);
 void reply_error(httplib::Response& res, int status, const std::string& type, const std::string& message);
 // The body as a JSON object (400 naming the problem otherwise).
 json parse_body(const httplib::Request& req);
+// obj[key] as a string or a bool, `fallback` when absent; a value of another JSON type is a 400 naming `key`.
+std::string string_field(const json& obj, const char* key, const std::string& fallback);
+bool bool_field(const json& obj, const char* key, bool fallback);
 // A handler whose exceptions become JSON errors: HttpError as given, ParamError 400, anything else 500.
 httplib::Server::Handler guarded(std::function<void(const httplib::Request&, httplib::Response&)> handler);
 

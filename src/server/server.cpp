@@ -36,7 +36,7 @@ struct Server::Impl {
       res.set_header("Access-Control-Allow-Origin", origin);
       res.set_header("Vary", "Origin");
       res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
-      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
       res.set_header("Access-Control-Expose-Headers", "X-Latency-Ms, X-Frame");
     }
     if (req.method == "OPTIONS") {
@@ -69,6 +69,7 @@ struct Server::Impl {
 
   void configure() {
     http.set_payload_max_length(ctx.options.max_body_bytes);
+    http.set_tcp_nodelay(ctx.options.tcp_nodelay);
     const int threads = std::max(2, ctx.options.threads);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     http.set_pre_routing_handler([this](const httplib::Request& q, httplib::Response& r) { return pre_route(q, r); });

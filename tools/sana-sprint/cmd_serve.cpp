@@ -62,16 +62,24 @@ Subcommand add_serve(CLI::App& app) {
                "max_timesteps", "intermediate_timesteps", "timesteps", "vae_tiling", "sampler", "control_image",
                "control_scale", "control_preprocess", "init_image", "strength"});
   auto& o = c->options;
-  cmd->add_option("--host", o.host, "address to listen on (127.0.0.1: this machine only)")->capture_default_str();
-  cmd->add_option("--port", o.port, "port (0: any free port)")->capture_default_str();
+  // Refused when parsed, before the model loads: values that were silently replaced (a port past 65535 bound another
+  // port than the one printed, 0 or -1 images or threads meant 2, 100000 threads stalled the machine).
+  cmd->add_option("--host", o.host, "address to listen on (127.0.0.1: this machine only)")->capture_default_str()
+      ->check(CLI::Validator([](std::string& h) { return h.empty() ? std::string("must not be empty") : std::string(); },
+                             "HOST"));
+  cmd->add_option("--port", o.port, "port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->add_option("--api-key", o.api_key, "require \"Authorization: Bearer KEY\" on the API routes");
   cmd->add_option("--cors", o.cors, "origins allowed to call from other pages (repeat, or *)");
   cmd->add_option("--queue", o.queue, "queued jobs before requests get 429")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--max-images", o.max_images, "images per request at most")->capture_default_str();
-  cmd->add_option("--max-side", o.max_side, "width and height at most")->capture_default_str();
-  cmd->add_option("--max-steps", o.max_steps, "steps at most")->capture_default_str();
-  cmd->add_option("--http-threads", o.threads, "HTTP threads (the model runs on one worker)")->capture_default_str();
+  cmd->add_option("--max-images", o.max_images, "images per request at most")->capture_default_str()
+      ->check(CLI::Range(1, GenerationLimits::max_batch_count));
+  cmd->add_option("--max-side", o.max_side, "width and height at most")->capture_default_str()
+      ->check(CLI::Range(1, GenerationLimits::max_side));
+  cmd->add_option("--max-steps", o.max_steps, "steps at most")->capture_default_str()
+      ->check(CLI::Range(1, GenerationLimits::max_steps));
+  cmd->add_option("--http-threads", o.threads, "HTTP threads (the model runs on one worker)")->capture_default_str()
+      ->check(CLI::Range(1, 256));
   return {cmd, [c] { return run_serve(*c); }};
 }
 

@@ -50,7 +50,8 @@ CLI::Validator strict(const std::string& type) {
 
 void require_strict_numbers(CLI::App& app) {
   for (CLI::Option* option : app.get_options()) {
-    const std::string type = option->get_type_name();
+    // "INT", or "INT:..." once a check such as CLI::Range has added its description.
+    const std::string full = option->get_type_name(), type = full.substr(0, full.find(':'));
     if (type == "INT" || type == "UINT" || type == "FLOAT") option->transform(strict(type));  // first, and may rewrite the text
   }
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) require_strict_numbers(*sub);

@@ -22,6 +22,9 @@ struct ServerOptions {
   int max_images = 8, max_side = 2048, max_steps = 50;
   size_t max_prompt_chars = 4000;
   int threads = 8;                  // HTTP threads
+  // TCP_NODELAY on the answering sockets. Left to Nagle's algorithm, a response written in two pieces (headers,
+  // then body) waits for the client's delayed ACK, ~40 ms on every kept-alive request. Off only to measure that.
+  bool tcp_nodelay = true;
 };
 
 class Server {
