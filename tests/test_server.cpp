@@ -185,6 +185,22 @@ TEST(Server, ClientsWithoutASeedGetANewOneEachTime) {
   EXPECT_EQ(status, 200) << r.dump();
 }
 
+// OpenAI's size "auto" is the model's own size; output_format "jpeg" returns JPEG bytes (it was ignored: PNG).
+TEST(Server, OpenAISizeAutoAndJpegOutput) {
+  LiveServer s;
+  auto c = s.client();
+  int status = 0;
+  const json r = post_json(c, "/v1/images/generations",
+                           {{"prompt", "a red square"}, {"size", "auto"}, {"output_format", "jpeg"}, {"seed", 1}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  const sana::GenerationParams d = model_defaults(kStudent);
+  EXPECT_EQ(r["size"], std::to_string(d.width) + "x" + std::to_string(d.height));
+  EXPECT_EQ(r["output_format"], "jpeg");
+  const std::string bytes = sana::base64_decode(r["data"][0]["b64_json"].get<std::string>(), "test");
+  ASSERT_GE(bytes.size(), 3u);
+  EXPECT_EQ(bytes.substr(0, 3), std::string("\xFF\xD8\xFF"));  // the JPEG start-of-image marker
+}
+
 TEST(Server, DiscoveryRoutesAnswerWithTrueValues) {
   LiveServer s;
   auto c = s.client();
@@ -230,6 +246,8 @@ TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
       {"/v1/images/generations", R"({"prompt": "x", "n": 50})", 400, "limit of 8 images"},
       // Wrongly typed fields the routes read themselves: 400 naming the field (were 500s with the JSON library's text).
       {"/v1/images/generations", R"({"prompt": "x", "response_format": 5})", 400, "response_format: must be a string"},
+      {"/v1/images/generations", R"({"prompt": "x", "output_format": "webp"})", 400,
+       "output_format: must be \"png\" or \"jpeg\""},
       {"/sdapi/v1/txt2img", R"({"prompt": "x", "alwayson_scripts": {"controlnet": {"args": [{"enabled": "yes"}]}}})",
        400, "enabled: must be true or false"},
       {"/sdapi/v1/txt2img", R"({"prompt": "x", "alwayson_scripts": {"controlnet": {"args": [{"module": 7}]}}})", 400,
@@ -284,6 +302,19 @@ TEST(Server, ApiKeyAndCors) {
   EXPECT_EQ(status, 401);
   post_json(c, "/v1/images/generations", {{"prompt", "a red square"}}, &status, {{"Authorization", "Bearer sesame"}});
   EXPECT_EQ(status, 200);
+  // HTTP Basic auth, as A1111 clients send it: the key as the password (or as the whole user:password).
+  const auto basic = [](const std::string& credentials) {
+    return httplib::Headers{{"Authorization", "Basic " + sana::base64_encode(credentials)}};
+  };
+  post_json(c, "/sdapi/v1/txt2img", {{"prompt", "a red square"}}, &status, basic("user:sesame"));
+  EXPECT_EQ(status, 200);
+  post_json(c, "/sdapi/v1/txt2img", {{"prompt", "a red square"}}, &status, basic("sesame"));
+  EXPECT_EQ(status, 200);
+  const json wrong = post_json(c, "/sdapi/v1/txt2img", {{"prompt", "x"}}, &status, basic("sesame:wrong"));
+  EXPECT_EQ(status, 401);
+  EXPECT_NE(wrong["error"]["message"].get<std::string>().find("/?key=KEY"), std::string::npos) << wrong.dump();
+  post_json(c, "/sdapi/v1/txt2img", {{"prompt", "x"}}, &status, {{"Authorization", "Basic @@@"}});
+  EXPECT_EQ(status, 401);
   EXPECT_EQ(c.Get("/health")->status, 200);  // open: monitoring
   EXPECT_EQ(c.Get("/")->status, 200);        // open: the page asks for the key itself
   const auto allowed = c.Get("/health", {{"Origin", "http://example.test"}});

@@ -3,6 +3,8 @@
 
 #include "http_context.h"
 #include "sana/error.h"
+#include "sana/frontend/image_source.h"
+#include "sana/io/image.h"
 
 namespace sana::server {
 namespace {
@@ -18,8 +20,8 @@ json generation_fields(const json& body) {
   if (body.contains("n")) f["batch_count"] = body["n"];
   // OpenAI's API has no seed: its clients expect a new image for each request, so none given means a random one.
   if (!f.contains("seed")) f["seed"] = -1;
-  if (body.contains("size")) {
-    if (!body["size"].is_string()) throw ParamError("size", "must be a string \"WIDTHxHEIGHT\"");
+  if (body.contains("size") && body["size"] != "auto") {  // "auto": the model's own size
+    if (!body["size"].is_string()) throw ParamError("size", "must be a string \"WIDTHxHEIGHT\" or \"auto\"");
     std::smatch m;
     const std::string size = body["size"].get<std::string>();
     if (!std::regex_match(size, m, std::regex(R"((\d{1,6})x(\d{1,6}))")))
@@ -37,15 +39,21 @@ void generations(Context& ctx, const httplib::Request& req, httplib::Response& r
     throw ParamError("response_format", "\"url\" is not supported: this server keeps no files to link to; ask for "
                                         "\"b64_json\" (the default)");
   if (format != "b64_json") throw ParamError("response_format", "must be \"b64_json\", got \"" + format + "\"");
+  const std::string output_format = string_field(body, "output_format", "png");
+  if (output_format != "png" && output_format != "jpeg")
+    throw ParamError("output_format", "must be \"png\" or \"jpeg\", got \"" + output_format + "\"");
   const auto job = prepare_job(ctx, generation_fields(body), kSpelling);
   run_job(ctx, job);
   json data = json::array();
-  for (size_t i = 0; i < job->images.size(); ++i)
-    data.push_back({{"b64_json", job_png_base64(*job, i)}, {"revised_prompt", job->params.prompt}});
+  for (size_t i = 0; i < job->images.size(); ++i) {
+    const std::string b64 = output_format == "png" ? job_png_base64(*job, i)
+                                                   : base64_encode(encode_jpeg(job->images.at(i), 90));
+    data.push_back({{"b64_json", b64}, {"revised_prompt", job->params.prompt}});
+  }
   reply_json(res, 200,
              {{"created", static_cast<int64_t>(job->finished)},
               {"data", data},
-              {"output_format", "png"},
+              {"output_format", output_format},
               {"size", std::to_string(job->params.width) + "x" + std::to_string(job->params.height)},
               {"seed", job->params.seed}});
 }

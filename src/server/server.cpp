@@ -8,6 +8,7 @@
 
 #include "http_context.h"
 #include "sana/error.h"
+#include "sana/frontend/image_source.h"
 
 namespace sana::server {
 
@@ -23,6 +24,22 @@ struct Server::Impl {
     Worker::Options w;
     w.queue_limit = o.queue;
     return w;
+  }
+
+  // The API key as OpenAI clients send it ("Bearer KEY"), or as A1111 clients do (HTTP Basic auth, which A1111's
+  // --api-auth USER:PASSWORD expects): KEY as the password, or as the whole USER:PASSWORD.
+  bool authorized(const httplib::Request& req) const {
+    const std::string& key = ctx.options.api_key;
+    const std::string auth = req.get_header_value("Authorization");
+    if (auth == "Bearer " + key) return true;
+    if (auth.rfind("Basic ", 0) != 0) return false;
+    try {
+      const std::string credentials = base64_decode(auth.substr(6), "Authorization");
+      const size_t colon = credentials.find(':');
+      return credentials == key || (colon != std::string::npos && credentials.substr(colon + 1) == key);
+    } catch (const std::exception&) {  // not base64
+      return false;
+    }
   }
 
   // Authentication and CORS before any route: the page and /health are open; every API route needs the key.
@@ -44,9 +61,10 @@ struct Server::Impl {
       return httplib::Server::HandlerResponse::Handled;
     }
     const bool open = req.path == "/" || req.path == "/health";
-    if (!open && !ctx.options.api_key.empty() &&
-        req.get_header_value("Authorization") != "Bearer " + ctx.options.api_key) {
-      reply_error(res, 401, "authentication_error", "missing or wrong API key (send \"Authorization: Bearer KEY\")");
+    if (!open && !ctx.options.api_key.empty() && !authorized(req)) {
+      reply_error(res, 401, "authentication_error",
+                  "missing or wrong API key (send \"Authorization: Bearer KEY\", or HTTP Basic auth with KEY as the "
+                  "password; in a browser, open the page as /?key=KEY)");
       return httplib::Server::HandlerResponse::Handled;
     }
     if (ctx.worker.shutting_down() && req.method == "POST") {
