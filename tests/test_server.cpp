@@ -18,6 +18,7 @@
 #include "sana/io/image.h"
 #include "sana/pipeline/pipeline.h"
 #include "sana/server/server.h"
+#include "sana/server/worker.h"
 #include "test_util.h"
 
 using nlohmann::json;
@@ -201,6 +202,29 @@ TEST(Server, OpenAISizeAutoAndJpegOutput) {
   EXPECT_EQ(bytes.substr(0, 3), std::string("\xFF\xD8\xFF"));  // the JPEG start-of-image marker
 }
 
+// A synchronous request's job is forgotten once it finishes (its images live until the answer is sent); an async
+// job stays findable by its id for polling. (OpenAI and A1111 results were kept for 10 minutes, readable by anyone.)
+TEST(Server, AnsweredJobsAreNotKept) {
+  sana::server::Worker worker(sana::load_pipeline(kStudent, at::kCPU, at::kFloat), {});
+  for (const bool keep : {true, false}) {
+    auto job = std::make_shared<sana::server::Job>();
+    job->id = sana::server::new_job_id();
+    job->params = model_defaults(kStudent);
+    job->params.prompt = "a red square";
+    job->options = sana::to_generate_options(job->params);
+    job->keep_for_polling = keep;
+    ASSERT_EQ(worker.submit(job), sana::server::Worker::Admission::accepted);
+    worker.wait(job);
+    EXPECT_EQ(job->state, sana::server::Job::State::done);
+    EXPECT_EQ(job->images.size(), 1u);
+    EXPECT_EQ(worker.find(job->id) != nullptr, keep) << "keep_for_polling " << keep;
+  }
+  worker.shutdown();
+  // Ids are 128 random bits.
+  EXPECT_EQ(sana::server::new_job_id().size(), 4u + 32u);
+  EXPECT_NE(sana::server::new_job_id(), sana::server::new_job_id());
+}
+
 TEST(Server, DiscoveryRoutesAnswerWithTrueValues) {
   LiveServer s;
   auto c = s.client();
@@ -344,6 +368,10 @@ TEST(Server, QueueLimitCancelAndOrderlyStop) {
   }
   EXPECT_GE(refused, 1);
   ASSERT_GE(ids.size(), 2u);
+  // A1111's progress shows the running job's step, never its id (the id is the key to its images).
+  const auto progress = c.Get("/sdapi/v1/progress");
+  ASSERT_TRUE(progress);
+  for (const auto& id : ids) EXPECT_EQ(progress->body.find(id), std::string::npos) << progress->body;
   // Cancel the last queued one: it ends cancelled without running.
   int status = 0;
   json r = post_json(c, "/sprint/v1/jobs/" + ids.back() + "/cancel", json::object(), &status);

@@ -81,7 +81,7 @@ json progress(Context& ctx) {
           {"state",
            {{"skipped", false},
             {"interrupted", false},
-            {"job", s.running ? s.running->id : ""},
+            {"job", ""},  // never another client's job id: with it, anyone could fetch that job's images
             {"job_count", s.queued + (s.running ? 1 : 0)},
             {"sampling_step", s.running ? s.running->step : 0},
             {"sampling_steps", s.running ? s.running->steps : 0}}},

@@ -104,6 +104,7 @@ std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const S
 }
 
 void run_job(Context& ctx, const std::shared_ptr<Job>& job) {
+  job->keep_for_polling = false;  // answered here; nobody polls it
   switch (ctx.worker.submit(job)) {
     case Worker::Admission::queue_full:
       throw HttpError(429, "rate_limit_error", "the queue is full (" + std::to_string(ctx.options.queue) +

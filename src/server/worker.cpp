@@ -28,12 +28,17 @@ std::string state_name(Job::State s) {
   return "unknown";
 }
 
+// 128 bits from the system's random source: an id is the only key to a job's images, so it must not be guessable
+// (a seeded mt19937_64's later outputs follow from a few hundred earlier ones).
 std::string new_job_id() {
   static std::mutex m;
-  static std::mt19937_64 rng(std::random_device{}());
+  static std::random_device source;
   std::lock_guard<std::mutex> lock(m);
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "job-%016llx", static_cast<unsigned long long>(rng()));
+  uint64_t halves[2];
+  for (uint64_t& h : halves) h = (static_cast<uint64_t>(source()) << 32) | source();
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "job-%016llx%016llx", static_cast<unsigned long long>(halves[0]),
+                static_cast<unsigned long long>(halves[1]));
   return buf;
 }
 
@@ -204,7 +209,7 @@ void Worker::finish(const std::shared_ptr<Job>& job, Job::State state) {
   job->finished = wall_seconds();
   running_.reset();
   release_inputs(*job);
-  if (!job->live_session.empty()) jobs_.erase(job->id);  // live frames are answered, never polled
+  if (!job->live_session.empty() || !job->keep_for_polling) jobs_.erase(job->id);  // answered, never polled
   (state == Job::State::done ? done_count_ : failed_count_) += state == Job::State::cancelled ? 0 : 1;
   done_.notify_all();
 }

@@ -30,6 +30,10 @@ struct Job {
   GenerateOptions options;   // images already decoded
   std::string live_session;  // non-empty for a live frame
   int64_t live_frame = 0;
+  // An async job is kept after it finishes, for polling by its id (history_limit, history_seconds); a synchronous
+  // request's job (OpenAI, A1111) is answered by the thread that waits on it and forgotten when it finishes, so its
+  // images live only until the answer is sent.
+  bool keep_for_polling = true;
 
   // Written by the worker, read under the worker's lock (or after wait()).
   State state = State::queued;
@@ -101,7 +105,7 @@ class Worker {
   std::thread thread_;
 };
 
-// A random job id ("job-" + 16 hex digits).
+// A random job id ("job-" + 32 hex digits: 128 unguessable bits).
 std::string new_job_id();
 double wall_seconds();
 
