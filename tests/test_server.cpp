@@ -252,6 +252,7 @@ TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
   LiveServer s(o);
   auto c = s.client();
   const std::string not_png = sana::base64_encode("GIF89a not a png at all");
+  const std::string wide_png = sana::base64_encode(sana::encode_png(at::zeros({3, 8, 2100})));
   struct Case {
     std::string path, body;
     int status;
@@ -287,6 +288,9 @@ TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
       {"/sdapi/v1/img2img", R"({"prompt": "x", "steps": 1, "denoising_strength": 0, "init_images": [")" + not_png + R"("]})",
        400, "denoising_strength: 0 with 1 steps leaves no step"},
       {"/sdapi/v1/img2img", R"({"prompt": "x"})", 400, "init_images"},
+      // Input images are bounded by the server's --max-side (at least 1024) from the PNG header, before decoding.
+      {"/v1/images/generations", R"({"prompt": "x", "control_image": ")" + wide_png + R"("})", 400,
+       "control_image: is 2100x8, more than the limit of 2048 pixels per side"},
       {"/sprint/v1/jobs", R"({"prompt": "x", "model": "/etc"})", 400, "model: is chosen when the server starts"},
       {"/sprint/v1/jobs", R"({"prompt": "x", "promt": "y"})", 400, "promt: is not a generation parameter"},
       {"/sprint/v1/jobs", R"({"prompt": "x", "guidance": 1e30})", 400, "guidance: must be between 0 and 100"},

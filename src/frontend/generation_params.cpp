@@ -250,8 +250,8 @@ int64_t resolve_seed(P& p) {
 namespace {
 
 // The control image as the ControlNet expects it: white strokes on black (invert turns a canvas drawing around).
-at::Tensor prepared_control_image(const P& p, bool allow_files) {
-  const at::Tensor image = load_image_source(p.control_image, "control_image", allow_files);
+at::Tensor prepared_control_image(const P& p, bool allow_files, int max_side) {
+  const at::Tensor image = load_image_source(p.control_image, "control_image", allow_files, max_side);
   if (p.control_preprocess == "invert") return 1.0 - image;
   if (p.control_preprocess == "canny") return canny_edges(image);
   return image;
@@ -259,11 +259,11 @@ at::Tensor prepared_control_image(const P& p, bool allow_files) {
 
 }  // namespace
 
-GenerateOptions to_generate_options(const P& p, bool allow_files) {
+GenerateOptions to_generate_options(const P& p, bool allow_files, int max_image_side) {
   GenerateOptions o;
-  if (!p.control_image.empty()) o.control_image = prepared_control_image(p, allow_files);
+  if (!p.control_image.empty()) o.control_image = prepared_control_image(p, allow_files, max_image_side);
   o.controlnet_conditioning_scale = p.control_scale;
-  if (!p.init_image.empty()) o.image = load_image_source(p.init_image, "init_image", allow_files);
+  if (!p.init_image.empty()) o.image = load_image_source(p.init_image, "init_image", allow_files, max_image_side);
   o.strength = p.strength;
   o.prompts = {p.prompt};
   o.negative_prompt = p.negative_prompt;

@@ -63,7 +63,7 @@ std::string base64_encode(const std::string& bytes) {
   return out;
 }
 
-at::Tensor load_image_source(const std::string& source, const std::string& field, bool allow_files) {
+at::Tensor load_image_source(const std::string& source, const std::string& field, bool allow_files, int max_side) {
   if (source.empty()) throw ParamError(field, "is empty");
   std::string bytes;
   if (source.rfind("data:", 0) == 0) {
@@ -78,7 +78,7 @@ at::Tensor load_image_source(const std::string& source, const std::string& field
     bytes = base64_decode(source, field);
   }
   try {
-    return decode_png(bytes, field);
+    return decode_png(bytes, field, nullptr, max_side);
   } catch (const ParamError&) {
     throw;
   } catch (const Error& e) {

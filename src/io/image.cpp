@@ -148,7 +148,8 @@ void save_png(const std::string& path, const at::Tensor& image, const std::map<s
   file.commit();
 }
 
-at::Tensor decode_png(const std::string& bytes, const std::string& what, std::map<std::string, std::string>* text) {
+at::Tensor decode_png(const std::string& bytes, const std::string& what, std::map<std::string, std::string>* text,
+                      int max_side) {
   if (bytes.size() < 8 || png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) != 0)
     throw Error(what + " is not a PNG image");
   PngReader reader;
@@ -158,9 +159,10 @@ at::Tensor decode_png(const std::string& bytes, const std::string& what, std::ma
   png_uint_32 W = 0, H = 0;
   if (!png || !info || !read_png_header(png, info, &cursor, &W, &H))
     throw Error(what + " is not a readable PNG (damaged or truncated)");
-  if (W > static_cast<png_uint_32>(kMaxImageSide) || H > static_cast<png_uint_32>(kMaxImageSide))
+  const auto limit = static_cast<png_uint_32>(std::min(max_side, kMaxImageSide));
+  if (W > limit || H > limit)
     throw Error(what + " is " + std::to_string(W) + "x" + std::to_string(H) + ", more than the limit of " +
-                std::to_string(kMaxImageSide) + " pixels per side");
+                std::to_string(limit) + " pixels per side");
   at::Tensor hwc = at::empty({static_cast<int64_t>(H), static_cast<int64_t>(W), 3}, at::kByte);
   std::vector<png_bytep> rows(H);
   for (png_uint_32 y = 0; y < H; ++y) rows[y] = hwc.data_ptr<uint8_t>() + static_cast<size_t>(y) * W * 3;

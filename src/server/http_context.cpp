@@ -1,6 +1,8 @@
 // Shared pieces of the route handlers (http_context.h).
 #include "http_context.h"
 
+#include <algorithm>
+
 #include "sana/error.h"
 #include "sana/frontend/image_source.h"
 #include "sana/io/image.h"
@@ -96,7 +98,9 @@ std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const S
     if (!p.init_image.empty() && !pipe.components.transformer->config().guidance_embeds)
       throw ParamError("init_image", "img2img needs a SANA-Sprint model; this server runs a flow teacher");
     resolve_seed(p);
-    job->options = to_generate_options(p, /*allow_files=*/false);
+    // Input images are bounded by the output's limit, but at least 1024 px (the live page sends 512^2 canvases to
+    // any model): an 8192^2 control PNG of 261 kB decoded to 800 MB of floats per request.
+    job->options = to_generate_options(p, /*allow_files=*/false, std::max(ctx.options.max_side, 1024));
   } catch (const ParamError& e) {
     throw ParamError(spelled(spelling, e.field()), e.message());
   }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "sana/error.h"
+#include "sana/io/image.h"
 #include "sana/pipeline/options.h"
 
 namespace sana {
@@ -96,8 +97,10 @@ void validate_for_model(const GenerationParams& params);
 int64_t resolve_seed(GenerationParams& params);
 
 // The pipeline call for `params` (seed already resolved). Control and init images are loaded and prepared here:
-// `allow_files` lets their sources be file paths (the CLI); otherwise they must be inline data.
-GenerateOptions to_generate_options(const GenerationParams& params, bool allow_files = true);
+// `allow_files` lets their sources be file paths (the CLI); otherwise they must be inline data. Input images with a
+// side over `max_image_side` are refused before they are decoded (a server's bound on memory per request).
+GenerateOptions to_generate_options(const GenerationParams& params, bool allow_files = true,
+                                    int max_image_side = kMaxImageSide);
 
 // The PNG "parameters" text of image `index` of a call (A1111's layout: the prompt, then "Key: value, ...").
 std::string png_parameters(const GenerationParams& params, const std::string& sampler, const at::Tensor& timesteps,

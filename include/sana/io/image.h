@@ -24,9 +24,10 @@ void save_png(const std::string& path, const at::Tensor& image, const std::map<s
 std::string encode_jpeg(const at::Tensor& image, int quality = 90);
 
 // An 8-bit PNG (gray, RGB or RGBA; alpha dropped; 16-bit stripped) as [3, H, W] float in [0, 1], plus its text
-// chunks. `what` names the source in errors ("control_image", a path).
+// chunks. `what` names the source in errors ("control_image", a path). A side over `max_side` is refused from the
+// header, before any pixel memory is taken.
 at::Tensor decode_png(const std::string& bytes, const std::string& what,
-                      std::map<std::string, std::string>* text = nullptr);
+                      std::map<std::string, std::string>* text = nullptr, int max_side = kMaxImageSide);
 at::Tensor load_png(const std::string& path, std::map<std::string, std::string>* text = nullptr);
 
 }  // namespace sana
