@@ -269,6 +269,8 @@ TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
       {"/v1/images/generations", R"({"prompt": "x", "size": "60x60"})", 400, "multiple of the VAE factor 8"},
       {"/v1/images/generations", R"({"prompt": "x", "size": "big"})", 400, "WIDTHxHEIGHT"},
       {"/v1/images/generations", R"({"prompt": "x", "n": 50})", 400, "limit of 8 images"},
+      {"/v1/images/generations", R"({"prompt": "x", "n": 2, "size": "2048x2048"})", 400,
+       "n: 2 images of 2048x2048 are 8388608 pixels, more than this server's limit of 4194304 per request"},
       // Wrongly typed fields the routes read themselves: 400 naming the field (were 500s with the JSON library's text).
       {"/v1/images/generations", R"({"prompt": "x", "response_format": 5})", 400, "response_format: must be a string"},
       {"/v1/images/generations", R"({"prompt": "x", "output_format": "webp"})", 400,

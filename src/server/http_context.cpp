@@ -21,6 +21,10 @@ void check_limits(const GenerationParams& p, const ServerOptions& o) {
         std::to_string(o.max_side) + " pixels");
   limit(p.height <= o.max_side, "height", "is " + std::to_string(p.height) + ", more than this server's limit of " +
         std::to_string(o.max_side) + " pixels");
+  const int64_t pixels = int64_t{p.batch_count} * p.width * p.height;
+  limit(pixels <= o.max_pixels, "batch_count", std::to_string(p.batch_count) + " images of " + std::to_string(p.width) +
+        "x" + std::to_string(p.height) + " are " + std::to_string(pixels) + " pixels, more than this server's limit of " +
+        std::to_string(o.max_pixels) + " per request");
   limit(p.steps <= o.max_steps, "steps", "is " + std::to_string(p.steps) + ", more than this server's limit of " +
         std::to_string(o.max_steps) + " steps");
   limit(p.prompt.size() <= o.max_prompt_chars, "prompt", "is " + std::to_string(p.prompt.size()) +

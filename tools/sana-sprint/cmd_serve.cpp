@@ -76,6 +76,9 @@ Subcommand add_serve(CLI::App& app) {
       ->check(CLI::Range(1, GenerationLimits::max_batch_count));
   cmd->add_option("--max-side", o.max_side, "width and height at most")->capture_default_str()
       ->check(CLI::Range(1, GenerationLimits::max_side));
+  cmd->add_option("--max-pixels", o.max_pixels, "images x width x height per request at most")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{GenerationLimits::max_batch_count} * GenerationLimits::max_side *
+                                         GenerationLimits::max_side));
   cmd->add_option("--max-steps", o.max_steps, "steps at most")->capture_default_str()
       ->check(CLI::Range(1, GenerationLimits::max_steps));
   cmd->add_option("--http-threads", o.threads, "HTTP threads (the model runs on one worker)")->capture_default_str()

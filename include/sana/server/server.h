@@ -20,6 +20,9 @@ struct ServerOptions {
   size_t max_body_bytes = 32 << 20; // larger requests: 413
   // Request limits (400 naming the limit).
   int max_images = 8, max_side = 2048, max_steps = 50;
+  // images x width x height per request: four 1024^2 images or one 2048^2 (8 at 2048^2 ran 158 s, then ran out of
+  // memory).
+  int64_t max_pixels = int64_t{4} << 20;
   size_t max_prompt_chars = 4000;
   int threads = 8;                  // HTTP threads
   // TCP_NODELAY on the answering sockets. Left to Nagle's algorithm, a response written in two pieces (headers,
