@@ -9,14 +9,7 @@
 using sana::test::fixture;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sana::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sana::test::error_of;
 }  // namespace
 
 TEST(Config, RealSprint06B) {

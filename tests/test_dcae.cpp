@@ -1,6 +1,8 @@
 // AutoencoderDC against the diffusers fixture (encode and decode, fp32), and the tiled decode against the whole one.
 #include <c10/core/InferenceMode.h>
 
+#include <nlohmann/json.hpp>
+
 #include "sana/models/dcae.h"
 #include "sana/nn/module_io.h"
 #include "sana/runtime.h"
@@ -51,26 +53,46 @@ TEST(AutoencoderDC, QuadraticAndLinearKernelsAgree) {
   EXPECT_CLOSE(lin, direct.reshape({B, N, G * d}), 1e-10);
 }
 
-// Tiles are blended, not stitched: output rows covered by one tile are that tile's decode exactly, rows in the
-// overlap lie between the two tiles' values.
-TEST(AutoencoderDC, TiledDecodeBlendsTiles) {
-  auto vae = sana::AutoencoderDC::from_pretrained(fixture("dcae_tiny"), at::kFloat);
+// DC-AE-Lite (ResBlock-only decoder stages, stage 0 with no layers: norm_out over stage 1, then an upsampling
+// conv_out) against diffusers, decode and encode; sizes come from the fixture's config.
+TEST(AutoencoderDC, LiteDecoderMatchesDiffusers) {
+  auto vae = sana::AutoencoderDC::from_pretrained(fixture("dcae_lite_tiny"), at::kFloat);
+  auto io = sana::SafetensorsFile::open(fixture("dcae_lite_tiny/io.safetensors"));
+  EXPECT_CLOSE(vae->decode(io->get("latent")), io->get("decoded_image"), 1e-4);
+  EXPECT_CLOSE(vae->encode(io->get("image")), io->get("encoded_latent"), 1e-4);
+  c10::InferenceMode inference;  // the lean inference paths too
+  EXPECT_CLOSE(vae->decode(io->get("latent")), io->get("decoded_image"), 1e-4);
+}
+
+// The tiled decode is diffusers' (tiles at each stride, blended in place with the tile above and on the left, cropped
+// to the stride): the fixture's latent decoded with its recorded enable_tiling settings.
+TEST(AutoencoderDC, TiledDecodeMatchesDiffusers) {
+  auto vae = sana::AutoencoderDC::from_pretrained(fixture("dcae_lite_tiny"), at::kFloat);
+  auto io = sana::SafetensorsFile::open(fixture("dcae_lite_tiny/io.safetensors"));
+  const auto kw = nlohmann::json::parse(io->metadata().at("enable_tiling"));
+  sana::TiledDecodeOptions o;
+  o.tile_sample_min_height = kw["tile_sample_min_height"], o.tile_sample_min_width = kw["tile_sample_min_width"];
+  o.tile_sample_stride_height = kw["tile_sample_stride_height"];
+  o.tile_sample_stride_width = kw["tile_sample_stride_width"];
+  const at::Tensor z = io->get("tiled_latent");
   const int64_t f = vae->config().spatial_factor();
-  at::manual_seed(0);
-  const at::Tensor z = at::randn({1, vae->config().latent_channels, 12, 6});
-  const at::Tensor tiled = vae->decode_tiled(z, {8, 4});  // tiles at rows 0..8 and 4..12, full width
-  const at::Tensor top = vae->decode(z.narrow(2, 0, 8)), bottom = vae->decode(z.narrow(2, 4, 8));
-  ASSERT_EQ(tiled.sizes(), (std::vector<int64_t>{1, 3, 12 * f, 6 * f}));
-  EXPECT_CLOSE(tiled.narrow(2, 0, 4 * f), top.narrow(2, 0, 4 * f), 1e-5);
-  EXPECT_CLOSE(tiled.narrow(2, 8 * f, 4 * f), bottom.narrow(2, 4 * f, 4 * f), 1e-5);
-  const at::Tensor a = top.narrow(2, 4 * f, 4 * f), b = bottom.narrow(2, 0, 4 * f), mid = tiled.narrow(2, 4 * f, 4 * f);
-  EXPECT_TRUE((mid >= at::minimum(a, b) - 1e-5).all().item<bool>());
-  EXPECT_TRUE((mid <= at::maximum(a, b) + 1e-5).all().item<bool>());
-  // The weights move from the top tile to the bottom one across the overlap.
-  EXPECT_LT(sana::test::max_abs_diff(mid.narrow(2, 0, 1), a.narrow(2, 0, 1)),
-            sana::test::max_abs_diff(mid.narrow(2, 0, 1), b.narrow(2, 0, 1)));
+  ASSERT_TRUE(z.size(2) * f > o.tile_sample_min_height || z.size(3) * f > o.tile_sample_min_width)
+      << "the fixture's latent must span several tiles";
+  EXPECT_CLOSE(vae->decode_tiled(z, o), io->get("tiled_decoded_image"), 1e-4);
+  c10::InferenceMode inference;
+  EXPECT_CLOSE(vae->decode_tiled(z, o), io->get("tiled_decoded_image"), 1e-4);
+  // Tiling settings off the VAE grid, or a stride past the tile, are refused by name.
+  sana::TiledDecodeOptions bad = o;
+  bad.tile_sample_min_width = static_cast<int>(f + 1);
+  EXPECT_NE(sana::test::error_of([&] { vae->decode_tiled(z, bad); }).find("tile_sample_min_width"), std::string::npos);
+  bad = o;
+  bad.tile_sample_stride_height = o.tile_sample_min_height + static_cast<int>(f);
+  EXPECT_NE(sana::test::error_of([&] { vae->decode_tiled(z, bad); }).find("must not exceed the tile"), std::string::npos);
   // One tile covering everything is exactly the whole decode.
-  EXPECT_TRUE(at::equal(vae->decode_tiled(z, {16, 16}), vae->decode(z)));
+  sana::TiledDecodeOptions whole;
+  whole.tile_sample_min_height = whole.tile_sample_stride_height = static_cast<int>(z.size(2) * f);
+  whole.tile_sample_min_width = whole.tile_sample_stride_width = static_cast<int>(z.size(3) * f);
+  EXPECT_TRUE(at::equal(vae->decode_tiled(z, whole), vae->decode(z)));
 }
 
 TEST(AutoencoderDC, RealDecoderParameterCount) {

@@ -46,14 +46,7 @@ void check_fixture(const std::string& dir, at::ScalarType dtype, double tol) {
   }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const sana::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using sana::test::error_of;
 
 }  // namespace
 

@@ -5,12 +5,24 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 
+#include "sana/error.h"
 #include "sana/io/config.h"
 #include "sana/io/safetensors.h"
 
 namespace sana::test {
+
+// The message of the sana::Error that f throws; empty when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const sana::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 // $SANA_FIXTURES, or the project's tests/data.
 inline std::string fixture_root() {

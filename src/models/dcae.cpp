@@ -2,8 +2,11 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "sana/error.h"
 #include "sana/nn/module_io.h"
@@ -289,47 +292,64 @@ at::Tensor AutoencoderDC::decode(const at::Tensor& latent) const {
   return decoder->forward(latent.to(dtype()));
 }
 
+namespace {
+
+void check_tiling(const TiledDecodeOptions& o, int64_t f) {
+  const std::pair<const char*, int> sizes[] = {{"tile_sample_min_height", o.tile_sample_min_height},
+                                               {"tile_sample_min_width", o.tile_sample_min_width},
+                                               {"tile_sample_stride_height", o.tile_sample_stride_height},
+                                               {"tile_sample_stride_width", o.tile_sample_stride_width}};
+  for (const auto& [name, v] : sizes)
+    if (v < f || v % f != 0)
+      throw Error(std::string("tiled decode: ") + name + " must be a positive multiple of the VAE factor " +
+                  std::to_string(f) + ", got " + std::to_string(v));
+  if (o.tile_sample_stride_height > o.tile_sample_min_height || o.tile_sample_stride_width > o.tile_sample_min_width)
+    throw Error("tiled decode: the stride must not exceed the tile (tiles would leave gaps)");
+}
+
+// diffusers' blend_v / blend_h along `dim` (2: rows, 3: columns), in place on `b`: over the first e = min(sizes,
+// extent) lines, b = a's last e lines * (1 - y/e) + b * (y/e).
+void blend_into(const at::Tensor& a, at::Tensor& b, int64_t dim, int64_t extent) {
+  const int64_t e = std::min({a.size(dim), b.size(dim), extent});
+  if (e <= 0) return;
+  std::vector<int64_t> shape(4, 1);
+  shape[dim] = e;
+  const at::Tensor y = (at::arange(e, at::TensorOptions().dtype(at::kDouble)) / static_cast<double>(e))
+                           .to(b.scalar_type()).to(b.device()).view(shape);
+  at::Tensor head = b.narrow(dim, 0, e);
+  head.copy_(a.narrow(dim, a.size(dim) - e, e) * (1 - y) + head * y);
+}
+
+}  // namespace
+
+// diffusers' AutoencoderDC.tiled_decode: latent tiles at every stride, each decoded on its own; then row by row, left
+// to right, each tile blended in place with the (already blended) tile above and the one on its left, cropped to the
+// stride, and the crops concatenated.
 at::Tensor AutoencoderDC::decode_tiled(const at::Tensor& latent, const TiledDecodeOptions& o) const {
   const int64_t h = latent.size(2), w = latent.size(3), f = cfg_.spatial_factor();
-  if (o.tile_latent < 1 || o.stride_latent < 1 || o.stride_latent > o.tile_latent)
-    throw Error("tiled decode: need 1 <= stride <= tile, got tile " + std::to_string(o.tile_latent) + ", stride " +
-                std::to_string(o.stride_latent));
-  if (h <= o.tile_latent && w <= o.tile_latent) return decode(latent);
-  const int64_t blend = (o.tile_latent - o.stride_latent) * f;  // overlap in pixels
-  at::Tensor out;
-  // Each output pixel is the weighted mean of the tiles covering it; the weights ramp linearly over the overlap,
-  // so seams vanish and a pixel inside one tile only is that tile's value.
-  at::Tensor weight_sum;
-  for (int64_t y0 = 0;; y0 += o.stride_latent) {
-    const int64_t ys = std::min<int64_t>(y0, std::max<int64_t>(h - o.tile_latent, 0));
-    for (int64_t x0 = 0;; x0 += o.stride_latent) {
-      const int64_t xs = std::min<int64_t>(x0, std::max<int64_t>(w - o.tile_latent, 0));
-      const int64_t th = std::min<int64_t>(o.tile_latent, h - ys), tw = std::min<int64_t>(o.tile_latent, w - xs);
-      const at::Tensor tile = decode(latent.narrow(2, ys, th).narrow(3, xs, tw)).to(at::kFloat);
-      if (!out.defined()) {
-        out = at::zeros({latent.size(0), tile.size(1), h * f, w * f}, tile.options());
-        weight_sum = at::zeros({1, 1, h * f, w * f}, tile.options());
-      }
-      // Linear fade over the overlap on the sides that have a neighbour tile.
-      auto ramp = [&](int64_t n, bool fade_in, bool fade_out) {
-        at::Tensor r = at::ones({n}, tile.options());
-        const int64_t m = std::min(blend, n);
-        if (m > 0) {
-          const at::Tensor up = (at::arange(m, tile.options()) + 1) / static_cast<double>(m + 1);
-          if (fade_in) r.narrow(0, 0, m).mul_(up);
-          if (fade_out) r.narrow(0, n - m, m).mul_(up.flip(0));
-        }
-        return r;
-      };
-      const at::Tensor wy = ramp(th * f, ys > 0, ys + th < h), wx = ramp(tw * f, xs > 0, xs + tw < w);
-      const at::Tensor wt = wy.view({1, 1, -1, 1}) * wx.view({1, 1, 1, -1});
-      out.narrow(2, ys * f, th * f).narrow(3, xs * f, tw * f).add_(tile * wt);
-      weight_sum.narrow(2, ys * f, th * f).narrow(3, xs * f, tw * f).add_(wt);
-      if (xs + tw >= w) break;
-    }
-    if (ys + std::min<int64_t>(o.tile_latent, h - ys) >= h) break;
+  check_tiling(o, f);
+  const int64_t tile_h = o.tile_sample_min_height / f, tile_w = o.tile_sample_min_width / f;
+  const int64_t stride_h = o.tile_sample_stride_height / f, stride_w = o.tile_sample_stride_width / f;
+  if (h <= tile_h && w <= tile_w) return decode(latent);
+  std::vector<std::vector<at::Tensor>> tiles;
+  for (int64_t i = 0; i < h; i += stride_h) {
+    tiles.emplace_back();
+    for (int64_t j = 0; j < w; j += stride_w)
+      tiles.back().push_back(decode(latent.narrow(2, i, std::min(tile_h, h - i)).narrow(3, j, std::min(tile_w, w - j))));
   }
-  return (out / weight_sum).to(dtype());
+  std::vector<at::Tensor> rows;
+  for (size_t i = 0; i < tiles.size(); ++i) {
+    std::vector<at::Tensor> crops;
+    for (size_t j = 0; j < tiles[i].size(); ++j) {
+      at::Tensor& tile = tiles[i][j];
+      if (i > 0) blend_into(tiles[i - 1][j], tile, 2, o.tile_sample_min_height - o.tile_sample_stride_height);
+      if (j > 0) blend_into(tiles[i][j - 1], tile, 3, o.tile_sample_min_width - o.tile_sample_stride_width);
+      crops.push_back(tile.narrow(2, 0, std::min<int64_t>(o.tile_sample_stride_height, tile.size(2)))
+                          .narrow(3, 0, std::min<int64_t>(o.tile_sample_stride_width, tile.size(3))));
+    }
+    rows.push_back(at::cat(crops, 3));
+  }
+  return at::cat(rows, 2);
 }
 
 double dcae_decoder_flops(const AutoencoderDCConfig& c, int64_t h, int64_t w) {

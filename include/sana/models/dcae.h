@@ -106,9 +106,10 @@ class DCDecoder : public nn::Module {
   std::string conv_act;
 };
 
+// diffusers' AutoencoderDC.enable_tiling settings, in output pixels (multiples of the VAE factor), with its defaults.
 struct TiledDecodeOptions {
-  int tile_latent = 16;    // latent tile size (the reference's 512 px at factor 32)
-  int stride_latent = 14;  // tile stride; tiles overlap by (tile - stride) latent pixels, blended linearly
+  int tile_sample_min_height = 512, tile_sample_min_width = 512;        // tile size
+  int tile_sample_stride_height = 448, tile_sample_stride_width = 448;  // tile stride (tiles overlap by the rest)
 };
 
 class AutoencoderDC : public nn::Module {
@@ -120,7 +121,9 @@ class AutoencoderDC : public nn::Module {
   at::Tensor encode(const at::Tensor& image) const;
   // latent (already divided by scaling_factor) -> image, roughly in [-1, 1].
   at::Tensor decode(const at::Tensor& latent) const;
-  // Decodes overlapping latent tiles and blends them: peak memory bounded by the tile size, not the image size.
+  // diffusers' tiled decode: overlapping latent tiles decoded one at a time (the decoder's working memory bounded by
+  // the tile size, not the image size) and blended as diffusers blends them; the whole decode when one tile covers
+  // the latent. Error for settings that are not multiples of the factor or whose stride exceeds the tile.
   at::Tensor decode_tiled(const at::Tensor& latent, const TiledDecodeOptions& options = {}) const;
 
   const AutoencoderDCConfig& config() const { return cfg_; }
