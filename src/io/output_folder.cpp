@@ -19,15 +19,10 @@ bool path_inside(const std::string& inner, const std::string& outer) {
   std::error_code ec;
   const fs::path in = fs::weakly_canonical(fs::absolute(inner, ec), ec).lexically_normal();
   const fs::path out = fs::weakly_canonical(fs::absolute(outer, ec), ec).lexically_normal();
-  // Component by component: /a/bc is not inside /a/b. A trailing separator leaves an empty last component.
-  auto i = in.begin();
-  for (auto o = out.begin(); o != out.end(); ++o, ++i) {
-    if (o->empty() && std::next(o) == out.end()) break;
-    if (i == in.end() || *i != *o) return false;
-  }
-  for (; i != in.end(); ++i)
-    if (!i->empty()) return true;
-  return false;
+  // By components (/a/bc is not inside /a/b): inside when the way from outer to inner starts with neither ".." nor
+  // is empty or ".".
+  const fs::path rel = in.lexically_relative(out);
+  return !rel.empty() && rel != "." && *rel.begin() != "..";
 }
 
 void check_output_folder(const std::string& out, const std::vector<std::pair<std::string, std::string>>& inputs,

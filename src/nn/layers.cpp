@@ -53,7 +53,7 @@ at::Tensor RMSNorm::forward_dim(const at::Tensor& x, int64_t dim) const {
 // straightforward form holds up to three fp32 copies at once. Only without autograd (the in-place steps would
 // break a backward or a JVP).
 at::Tensor RMSNorm::forward_dim_lean(const at::Tensor& x, int64_t dim) const {
-  if (dim == 1 && x.dim() == 4 && fused_channels(x)) return cpu::rms_norm_channels(x, weight, bias, eps, {});
+  if (dim == 1 && fused_channels(x)) return cpu::rms_norm_channels(x, weight, bias, eps, {});
   const auto acc = accumulation_dtype(x.scalar_type());
   // The sums of squares in fp32, over slabs of the dimension after `dim` so that a half-precision x is never
   // converted whole (about 32 MB of fp32 at a time).

@@ -6,7 +6,6 @@
 
 #include "http_context.h"
 #include "sana/error.h"
-#include "sana/io/image.h"
 
 namespace sana::server {
 namespace {
@@ -47,7 +46,7 @@ void live(Context& ctx, FrameClock& clock, const httplib::Request& req, httplib:
   if (!clock.newer(job->live_session, job->live_frame))
     throw HttpError(409, "conflict", "frame " + std::to_string(job->live_frame) + " is older than one already received");
   run_job(ctx, job);
-  const std::string bytes = format == "png" ? job_png(*job, 0) : encode_jpeg(job->images.at(0), 90);
+  const std::string bytes = job_image(*job, 0, format);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   res.set_header("X-Latency-Ms", std::to_string(static_cast<int64_t>(ms + 0.5)));
   res.set_header("X-Frame", std::to_string(job->live_frame));

@@ -4,7 +4,6 @@
 #include "http_context.h"
 #include "sana/error.h"
 #include "sana/frontend/image_source.h"
-#include "sana/io/image.h"
 
 namespace sana::server {
 namespace {
@@ -45,11 +44,8 @@ void generations(Context& ctx, const httplib::Request& req, httplib::Response& r
   const auto job = prepare_job(ctx, generation_fields(body), kSpelling);
   run_job(ctx, job);
   json data = json::array();
-  for (size_t i = 0; i < job->images.size(); ++i) {
-    const std::string b64 = output_format == "png" ? job_png_base64(*job, i)
-                                                   : base64_encode(encode_jpeg(job->images.at(i), 90));
-    data.push_back({{"b64_json", b64}, {"revised_prompt", job->params.prompt}});
-  }
+  for (size_t i = 0; i < job->images.size(); ++i)
+    data.push_back({{"b64_json", base64_encode(job_image(*job, i, output_format))}, {"revised_prompt", job->params.prompt}});
   reply_json(res, 200,
              {{"created", static_cast<int64_t>(job->finished)},
               {"data", data},

@@ -134,11 +134,12 @@ void run_job(Context& ctx, const std::shared_ptr<Job>& job) {
   }
 }
 
-std::string job_png(const Job& job, size_t i) {
+std::string job_image(const Job& job, size_t i, const std::string& format) {
+  if (format == "jpeg") return encode_jpeg(job.images.at(i), 90);
   return encode_png(job.images.at(i), {{"parameters", png_parameters(job.params, job.sampler, job.timesteps,
                                                                      static_cast<int64_t>(i), "sana-sprint serve")}});
 }
 
-std::string job_png_base64(const Job& job, size_t i) { return base64_encode(job_png(job, i)); }
+std::string job_png_base64(const Job& job, size_t i) { return base64_encode(job_image(job, i, "png")); }
 
 }  // namespace sana::server

@@ -52,8 +52,9 @@ std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const S
 // cancelled or superseded.
 void run_job(Context& ctx, const std::shared_ptr<Job>& job);
 
-// Image i of a finished job as a PNG with the parameters text chunk, and as base64.
-std::string job_png(const Job& job, size_t i);
+// Image i of a finished job as a file's bytes: "png" (with the parameters text chunk, as `generate` writes it) or
+// "jpeg" (quality 90); and the PNG as base64.
+std::string job_image(const Job& job, size_t i, const std::string& format);
 std::string job_png_base64(const Job& job, size_t i);
 
 void add_openai_routes(httplib::Server& server, Context& ctx);
