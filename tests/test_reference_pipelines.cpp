@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "sana/error.h"
+#include "sana/io/config.h"
 #include "sana/io/image.h"
+#include "sana/models/dcae.h"
 #include "sana/pipeline/pipeline.h"
 #include "sana/pipeline/sana.h"
 #include "sana/pipeline/sana_sprint.h"
@@ -212,4 +215,67 @@ TEST(ReferencePipelines, TeacherFromTextEmbeddedBeforeTheTextEncoderIsReleased) 
   } catch (const sana::Error& e) {
     EXPECT_NE(std::string(e.what()).find("pass prompt embeddings"), std::string::npos) << e.what();
   }
+}
+
+// `vae=` as in diffusers: a pipeline folder without its own vae/ runs with the VAE given by folder and gives the
+// reference images; another VAE of the same latent space leaves every transformer step as it was and decodes the
+// final latents with its own decoder.
+TEST(ReferencePipelines, AnotherVaeFolderReplacesTheModelsVae) {
+  const std::string folder = "pipeline_sana_tiny";
+  const auto ref = sana::SafetensorsFile::open(fixture(folder + "/expected.safetensors"));
+  const auto cases = cases_of(*ref);
+  ASSERT_FALSE(cases.empty());
+  const auto& c = cases[0];
+  const std::string p = c.name + ".";
+
+  sana::test::TempDir dir;
+  const std::filesystem::path without_vae = dir.file("model");
+  std::filesystem::copy(fixture(folder), without_vae, std::filesystem::copy_options::recursive);
+  std::filesystem::remove_all(without_vae / "vae");
+  const auto own = sana::load_pipeline(without_vae.string(), at::kCPU, at::kFloat, {"", fixture(folder + "/vae")});
+  expect_image(own->generate(options_of(c.meta, folder)).images, ref->get(p + "image"));
+
+  const auto other = sana::load_pipeline(fixture(folder), at::kCPU, at::kFloat, {"", fixture("dcae_tiny")});
+  const auto r = other->generate(options_of(c.meta, folder));
+  for (size_t k = 0; k < r.steps.size(); ++k)
+    EXPECT_CLOSE(r.steps[k].model_output, ref->get(p + "step" + std::to_string(k) + ".transformer_output"), 1e-4);
+  const auto vae = sana::AutoencoderDC::from_pretrained(fixture("dcae_tiny"), at::TensorOptions(at::kFloat));
+  const at::Tensor decoded = vae->decode(r.final_latents / vae->config().scaling_factor);
+  EXPECT_CLOSE(r.images, (decoded / 2 + 0.5).clamp(0, 1), 1e-6);
+  EXPECT_GT((r.images - ref->get(p + "image")).abs().max().item<float>(), 0.05);  // the swap took effect
+}
+
+// A VAE of another latent space is refused from its config alone, before any weights are read (the folders below
+// hold no weights), naming the folder and the mismatch.
+TEST(ReferencePipelines, AVaeOfAnotherLatentSpaceIsRefused) {
+  const std::string model = fixture("pipeline_sprint_tiny");
+  const auto own = nlohmann::json::parse(sana::read_text_file(model + "/vae/config.json"));
+  sana::test::TempDir dir;
+  const auto refused = [&](const std::string& name, const json& config, const std::string& expected) {
+    SCOPED_TRACE(name);
+    const std::string vae = dir.file(name);
+    std::filesystem::create_directories(vae);
+    std::ofstream(vae + "/config.json") << config.dump();
+    try {
+      sana::load_pipeline(model, at::kCPU, at::kFloat, {"", vae});
+      ADD_FAILURE() << "loaded";
+    } catch (const sana::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("vae " + vae + ": " + expected), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("another latent space"), std::string::npos) << e.what();
+    }
+  };
+  const int channels = own["latent_channels"].get<int>();
+  json config = own;
+  config["latent_channels"] = channels * 2;
+  refused("channels", config, "has " + std::to_string(channels * 2) + " latent channels");
+  config = own;
+  config["scaling_factor"] = own["scaling_factor"].get<double>() * 2;
+  refused("scaling", config, "has scaling_factor");
+  // The DC-AE-Lite fixture: the same channels and scaling factor, but one stage more than this model's VAE.
+  const auto lite = nlohmann::json::parse(sana::read_text_file(fixture("dcae_lite_tiny/config.json")));
+  const int factor = 1 << (static_cast<int>(lite["decoder_block_out_channels"].size()) - 1);
+  const int own_factor = 1 << (static_cast<int>(own["decoder_block_out_channels"].size()) - 1);
+  if (factor != own_factor && lite["latent_channels"] == own["latent_channels"])
+    refused("factor", lite, "compresses by " + std::to_string(factor) + "x");
+  EXPECT_THROW(sana::load_pipeline(model, at::kCPU, at::kFloat, {"", dir.file("none")}), sana::Error);
 }

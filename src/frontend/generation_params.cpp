@@ -54,6 +54,7 @@ const std::vector<Field>& fields() {
       {"control_preprocess", "", &P::control_preprocess},
       {"control_scale", "controlnet_conditioning_scale", &P::control_scale},
       {"controlnet", "", &P::controlnet},
+      {"vae", "", &P::vae},
       {"init_image", "", &P::init_image},
       {"strength", "", &P::strength},
   };
@@ -174,7 +175,7 @@ void apply_model_defaults(P& p, const FieldSet& given) {
   if (!j.is_object()) throw Error(path.string() + ": not a JSON object");
   FieldSet skip = given;
   // A model folder does not choose these.
-  skip.insert({"model", "prompt", "device", "dtype", "control_image", "init_image", "controlnet"});
+  skip.insert({"model", "prompt", "device", "dtype", "control_image", "init_image", "controlnet", "vae"});
   try {
     set_params_from_json(p, j, skip, /*allow_unknown=*/true);
   } catch (const ParamError& e) {
@@ -296,6 +297,7 @@ std::string png_parameters(const P& p, const std::string& sampler, const at::Ten
     s << ", ControlNet: " << (p.controlnet.empty() ? "the model's" : p.controlnet) << ", Control scale: "
       << p.control_scale << ", Control preprocess: " << p.control_preprocess;
   if (!p.init_image.empty()) s << ", Denoising strength: " << p.strength;
+  if (!p.vae.empty()) s << ", VAE: " << p.vae;
   s << ", Dtype: " << p.dtype << ", Software: " << software;
   return s.str();
 }

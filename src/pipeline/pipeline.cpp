@@ -20,8 +20,9 @@ void require_dir(const fs::path& p, const std::string& what) {
     throw Error("model directory " + p.parent_path().string() + " has no " + p.filename().string() + "/ (" + what + ")");
 }
 
-// model_index.json of a pipeline folder that lists and holds the five components.
-ModelIndex open_pipeline_folder(const std::string& dir) {
+// model_index.json of a pipeline folder that lists and holds the five components (vae/ only when no other VAE is
+// given).
+ModelIndex open_pipeline_folder(const std::string& dir, bool needs_vae = true) {
   const fs::path root(dir);
   if (!fs::is_directory(root)) throw Error("model directory " + dir + " does not exist");
   if (!fs::exists(root / "model_index.json"))
@@ -33,16 +34,46 @@ ModelIndex open_pipeline_folder(const std::string& dir) {
   require_dir(root / "tokenizer", "Gemma tokenizer");
   require_dir(root / "text_encoder", "Gemma2Model");
   require_dir(root / "transformer", "SanaTransformer2DModel");
-  require_dir(root / "vae", "AutoencoderDC");
+  if (needs_vae) require_dir(root / "vae", "AutoencoderDC");
   require_dir(root / "scheduler", "scheduler config");
   return index;
 }
 
+// The AutoencoderDC config of an explicitly given VAE folder; errors name the flag's folder.
+AutoencoderDCConfig vae_folder_config(const std::string& vae_dir) {
+  if (!fs::is_directory(vae_dir)) throw Error("vae: " + vae_dir + " is not a directory");
+  const fs::path config = fs::path(vae_dir) / "config.json";
+  if (!fs::exists(config)) throw Error("vae: " + vae_dir + " has no config.json (an AutoencoderDC folder)");
+  return load_autoencoder_dc_config(config.string());
+}
+
 }  // namespace
 
+void check_vae_fits(const AutoencoderDCConfig& vae, const std::string& vae_dir, const std::string& pipeline_dir) {
+  const fs::path root(pipeline_dir);
+  const auto transformer = load_sana_transformer_config((root / "transformer" / "config.json").string());
+  const std::string what = "vae " + vae_dir + ": ";
+  const std::string theirs = " of " + pipeline_dir;
+  if (vae.latent_channels != transformer.in_channels || vae.latent_channels != transformer.out_channels)
+    throw Error(what + "has " + std::to_string(vae.latent_channels) + " latent channels, but the transformer" + theirs +
+                " reads " + std::to_string(transformer.in_channels) + " and writes " +
+                std::to_string(transformer.out_channels) + " (another latent space)");
+  const fs::path own_config = root / "vae" / "config.json";
+  if (!fs::exists(own_config)) return;
+  const auto own = load_autoencoder_dc_config(own_config.string());
+  if (vae.spatial_factor() != own.spatial_factor())
+    throw Error(what + "compresses by " + std::to_string(vae.spatial_factor()) + "x, the VAE" + theirs + " by " +
+                std::to_string(own.spatial_factor()) + "x (another latent space)");
+  if (vae.scaling_factor != own.scaling_factor)
+    throw Error(what + "has scaling_factor " + c10::str(vae.scaling_factor) + ", the VAE" + theirs + " " +
+                c10::str(own.scaling_factor) + " (another latent space)");
+}
+
 PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, const at::Device& device,
-                                                       at::ScalarType dtype) {
-  const ModelIndex index = open_pipeline_folder(dir);
+                                                       at::ScalarType dtype, const std::string& vae_dir) {
+  // Configs first: a VAE that does not fit is refused before any weights are read.
+  if (!vae_dir.empty()) check_vae_fits(vae_folder_config(vae_dir), vae_dir, dir);
+  const ModelIndex index = open_pipeline_folder(dir, vae_dir.empty());
   const fs::path root(dir);
   const auto options = at::TensorOptions().dtype(dtype).device(device);
   PipelineComponents c;
@@ -50,7 +81,7 @@ PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, c
   c.tokenizer = std::make_shared<GemmaTokenizer>(GemmaTokenizer::from_pretrained((root / "tokenizer").string()));
   c.text_encoder = Gemma2Model::from_pretrained((root / "text_encoder").string(), options);
   c.transformer = SanaTransformer2DModel::from_pretrained((root / "transformer").string(), options);
-  c.vae = AutoencoderDC::from_pretrained((root / "vae").string(), options);
+  c.vae = AutoencoderDC::from_pretrained(vae_dir.empty() ? (root / "vae").string() : vae_dir, options);
   if (index.components.count("controlnet")) {
     require_dir(root / "controlnet", "SanaControlNetModel");
     c.attach_controlnet((root / "controlnet").string(), dtype);
@@ -101,20 +132,22 @@ void StepFiniteness::check() const {
 }
 
 std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,
-                                        const std::string& controlnet_dir) {
-  const ModelIndex index = open_pipeline_folder(dir);
+                                        const PipelineLoadOptions& load) {
+  const ModelIndex index = open_pipeline_folder(dir, load.vae_dir.empty());
   // A Sprint transformer embeds the guidance scale; a flow teacher's does not and needs real CFG.
   const auto transformer_config = load_sana_transformer_config((fs::path(dir) / "transformer" / "config.json").string());
+  if (!transformer_config.guidance_embeds && index.class_name != "SanaPipeline" &&
+      index.class_name != "SanaControlNetPipeline")
+    throw Error("model directory " + dir + ": the transformer has no guidance embedding, so this is a SANA flow "
+                "model, but model_index.json names " + index.class_name + " instead of SanaPipeline");
+  const std::string scheduler = (fs::path(dir) / "scheduler" / "scheduler_config.json").string();
+  PipelineComponents c = PipelineComponents::from_pretrained(dir, device, dtype, load.vae_dir);
   std::unique_ptr<Pipeline> pipe;
-  if (transformer_config.guidance_embeds) {
-    pipe = std::make_unique<SanaSprintPipeline>(SanaSprintPipeline::from_pretrained(dir, device, dtype));
-  } else {
-    if (index.class_name != "SanaPipeline" && index.class_name != "SanaControlNetPipeline")
-      throw Error("model directory " + dir + ": the transformer has no guidance embedding, so this is a SANA flow "
-                  "model, but model_index.json names " + index.class_name + " instead of SanaPipeline");
-    pipe = std::make_unique<SanaPipeline>(SanaPipeline::from_pretrained(dir, device, dtype));
-  }
-  if (!controlnet_dir.empty()) pipe->components.attach_controlnet(controlnet_dir, dtype);
+  if (transformer_config.guidance_embeds)
+    pipe = std::make_unique<SanaSprintPipeline>(std::move(c), load_scm_scheduler_config(scheduler));
+  else
+    pipe = std::make_unique<SanaPipeline>(std::move(c), load_flow_scheduler_config(scheduler));
+  if (!load.controlnet_dir.empty()) pipe->components.attach_controlnet(load.controlnet_dir, dtype);
   return pipe;
 }
 

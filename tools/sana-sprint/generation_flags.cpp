@@ -78,6 +78,10 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
   if (want("controlnet"))
     add("controlnet", app->add_option("--controlnet", p.controlnet,
                                       "attach this SanaControlNetModel folder (default: the model's controlnet/)"));
+  if (want("vae"))
+    add("vae", app->add_option("--vae", p.vae,
+                               "use this AutoencoderDC folder instead of the model's vae/ (e.g. DC-AE-Lite; it must "
+                               "share the model's latent space)"));
   if (want("init_image"))
     add("init_image", app->add_option("--init-image", p.init_image, "img2img (Sprint models): the init PNG"));
   if (want("strength"))

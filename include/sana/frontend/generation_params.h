@@ -44,6 +44,8 @@ struct GenerationParams {
   std::string control_preprocess = "none";  // none | invert (black strokes on white -> white on black) | canny
   double control_scale = 1.0;
   std::string controlnet;
+  // An AutoencoderDC folder used instead of the model's vae/ (DC-AE-Lite: the same latent space, a faster decoder).
+  std::string vae;
   // img2img (Sprint models): the init image (same forms as control_image) and the share of the schedule it runs.
   std::string init_image;
   double strength = 0.6;

@@ -35,8 +35,10 @@ struct PipelineComponents {
   std::shared_ptr<TextEncoderPrefixCache> prefix_cache = std::make_shared<TextEncoderPrefixCache>();
 
   // Loads tokenizer/, text_encoder/, transformer/ and vae/ of a diffusers pipeline folder, and controlnet/ when
-  // model_index.json lists it; errors name the missing folder.
-  static PipelineComponents from_pretrained(const std::string& dir, const at::Device& device, at::ScalarType dtype);
+  // model_index.json lists it; errors name the missing folder. A non-empty `vae_dir` (an AutoencoderDC folder, as
+  // diffusers' `vae=` argument) is loaded instead of vae/, after check_vae_fits.
+  static PipelineComponents from_pretrained(const std::string& dir, const at::Device& device, at::ScalarType dtype,
+                                            const std::string& vae_dir = "");
 
   // Loads a SanaControlNetModel folder (config.json + weights) as this pipeline's ControlNet, after checking that
   // it fits the transformer (errors name the folder and the mismatch).
@@ -96,11 +98,23 @@ class StepFiniteness {
   std::vector<std::string> stages_;
 };
 
+// Error unless the AutoencoderDC config `vae` (folder `vae_dir`) encodes the latent space of `pipeline_dir`: as many
+// latent channels as its transformer reads and writes, and, when the folder has its own vae/, the same spatial factor
+// and scaling factor (DC-AE-Lite shares DC-AE's encoder and latent space, so it passes; a VAE of another space would
+// decode noise). Reads configs only.
+void check_vae_fits(const AutoencoderDCConfig& vae, const std::string& vae_dir, const std::string& pipeline_dir);
+
+// What load_pipeline attaches or swaps besides the folder's own components.
+struct PipelineLoadOptions {
+  std::string controlnet_dir;  // a SanaControlNetModel folder to attach
+  std::string vae_dir;         // an AutoencoderDC folder used instead of the folder's vae/ (DC-AE-Lite, ...)
+};
+
 // The pipeline of a diffusers folder: SanaSprintPipeline / SanaSprintImg2ImgPipeline for a Sprint transformer (it
 // has a guidance embedding), SanaPipeline / SanaControlNetPipeline for a teacher's; a `controlnet` component is
-// loaded with it, and `controlnet_dir` (a SanaControlNetModel folder) attaches one. Errors name the missing file,
-// folder or component.
+// loaded with it, and `load.controlnet_dir` (a SanaControlNetModel folder) attaches one; `load.vae_dir` replaces the
+// VAE. Errors name the missing file, folder or component.
 std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,
-                                        const std::string& controlnet_dir = "");
+                                        const PipelineLoadOptions& load = {});
 
 }  // namespace sana
