@@ -9,20 +9,27 @@
 //   build/bench_pipeline --dtype bf16 --runs 2
 //   build/bench_pipeline --stages vae --sizes 512 --runs 3
 //   build/bench_pipeline --dtype bf16 --sizes 1024 --release-text-encoder   # the peak RSS of `generate`
+//   build/bench_pipeline --dtype bf16 --sizes 1024 --compare-vae tests/data/configs/dc-ae-lite-f32c32-sana-1.1-diffusers
+//                                                         # DC-AE-Lite against the model's DC-AE, runs alternated
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <algorithm>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "bench_util.h"
 #include "sana/diffusion/trigflow.h"
+#include "sana/error.h"
 #include "sana/models/dcae.h"
 #include "sana/models/gemma2.h"
 #include "sana/models/sana_transformer.h"
 #include "sana/nn/module_io.h"
+#include "sana/nn/quantize.h"
 #include "sana/pipeline/prompt_encoding.h"
 #include "sana/runtime.h"
 
@@ -44,6 +51,27 @@ double report(const std::string& what, const std::vector<double>& t, double gflo
   return sec;
 }
 
+// Decodes with `a` and `b` in alternation (after one warm-up each), so that both see the same machine drift; returns
+// the seconds of each run of each.
+std::pair<std::vector<double>, std::vector<double>> time_alternating(int runs, const at::Device& device,
+                                                                     const std::function<void()>& a,
+                                                                     const std::function<void()>& b) {
+  std::vector<double> ta, tb;
+  a();
+  b();
+  synchronize(device);
+  for (int r = 0; r < runs; ++r)
+    for (auto [f, t] : {std::pair{&a, &ta}, std::pair{&b, &tb}}) {
+      const double t0 = bench::now_seconds();
+      (*f)();
+      synchronize(device);
+      t->push_back(bench::now_seconds() - t0);
+    }
+  return {ta, tb};
+}
+
+double minimum(const std::vector<double>& t) { return *std::min_element(t.begin(), t.end()); }
+
 // A model of `Config` with random weights, built directly in the benchmark's dtype and device (no fp32 copy).
 template <class Model, class Config>
 std::shared_ptr<Model> build(const char* what, const Config& cfg, uint64_t seed, const at::TensorOptions& opts) {
@@ -63,7 +91,7 @@ int main(int argc, char** argv) {
   std::vector<int> sizes = {512, 1024};
   std::vector<std::string> stages = {"text", "transformer", "vae"};
   int runs = 3, threads = 0, chi_tokens = 245, prompt_tokens = 13;
-  std::string device_name = "cpu", dtype_name = "fp32";
+  std::string device_name = "cpu", dtype_name = "fp32", compare_vae, quantize;
   bool tiled = false, cudnn_benchmark = true, release_text_encoder = false;
   app.add_option("--configs", configs, "diffusers pipeline folder with the component config.json files");
   app.add_option("--sizes", sizes, "image sizes (pixels)")->delimiter(',');
@@ -78,6 +106,11 @@ int main(int argc, char** argv) {
                  "runtime's default); off: its heuristics, as PyTorch's default");
   app.add_flag("--release-text-encoder", release_text_encoder,
                "release the text encoder after its stage, as `sana-sprint generate` does (the one-call peak RSS)");
+  app.add_option("--compare-vae", compare_vae,
+                 "a second AutoencoderDC config folder (e.g. DC-AE-Lite) whose decode is timed in alternation with "
+                 "the model's, with the ratios of the decodes and of the end-to-end times");
+  app.add_option("--quantize", quantize, "int8 | w8a8: the text encoder's and transformer's matrices int8, as "
+                 "`generate --quantize` makes them");
   app.add_flag("--vae-tiling", tiled, "time the tiled decode (512-px tiles) instead of the whole decode");
   CLI11_PARSE(app, argc, argv);
 
@@ -111,13 +144,37 @@ int main(int argc, char** argv) {
     const auto vcfg = load_autoencoder_dc_config(configs + "/vae/config.json");
     std::shared_ptr<Gemma2Model> text_encoder;
     std::shared_ptr<SanaTransformer2DModel> transformer;
-    std::shared_ptr<AutoencoderDC> vae;
+    std::shared_ptr<AutoencoderDC> vae, other_vae;
+    std::optional<AutoencoderDCConfig> ocfg;
+    if (!compare_vae.empty()) {
+      ocfg = load_autoencoder_dc_config(compare_vae + "/config.json");
+      if (ocfg->latent_channels != vcfg.latent_channels || ocfg->spatial_factor() != vcfg.spatial_factor())
+        throw Error("--compare-vae " + compare_vae + ": another latent space than " + configs + "/vae");
+    }
     if (want.count("text")) text_encoder = build<Gemma2Model>("text encoder", gcfg, 1, opts);
     if (want.count("transformer")) transformer = build<SanaTransformer2DModel>("transformer", tcfg, 2, opts);
     if (want.count("vae")) {
       vae = std::make_shared<AutoencoderDC>(vcfg, opts);
       nn::init_random(*vae->decoder, 3);
       std::printf("vae: decoder %lld parameters\n", static_cast<long long>(nn::count_parameters(*vae->decoder)));
+      if (ocfg) {
+        other_vae = std::make_shared<AutoencoderDC>(*ocfg, opts);
+        nn::init_random(*other_vae->decoder, 4);
+        std::printf("compared vae (%s): decoder %lld parameters\n", compare_vae.c_str(),
+                    static_cast<long long>(nn::count_parameters(*other_vae->decoder)));
+      }
+    }
+    if (!quantize.empty()) {
+      const nn::Int8Compute compute = nn::parse_quantize(quantize);
+      for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(text_encoder.get()),
+                                   static_cast<torch::nn::Module*>(transformer.get())}) {
+        if (!m) continue;
+        const auto r = nn::quantize_int8(*m, {compute});
+        std::printf("%s: %lld layers int8, %.0f -> %.0f MiB\n", quantize.c_str(), static_cast<long long>(r.layers),
+                    r.bytes_before / 1048576.0, r.bytes_after / 1048576.0);
+      }
+      release_free_memory();
+      std::printf("quantized: RSS now %.0f MiB\n", bench::current_rss_mib());
     }
     std::printf("all models built: peak RSS %.0f MiB\n", bench::peak_rss_mib());
 
@@ -173,10 +230,23 @@ int main(int argc, char** argv) {
       for (int size : sizes) {
         const int64_t lat = size / vcfg.spatial_factor();
         const at::Tensor z = at::randn({1, vcfg.latent_channels, lat, lat}).to(opts);
-        seconds["vae" + std::to_string(size)] =
-            report("vae decode " + std::to_string(size) + "^2" + (tiled ? " (tiled)" : ""),
-                   bench::time_runs(runs, device, [&] { tiled ? vae->decode_tiled(z) : vae->decode(z); }),
-                   tiled ? 0.0 : dcae_decoder_flops(vcfg, lat, lat) / 1e9, device, dtype);
+        const std::string s = std::to_string(size), how = tiled ? " (tiled)" : "";
+        const auto decode = [&](const AutoencoderDC& v) {
+          return std::function<void()>([&v, z, t = tiled] { t ? v.decode_tiled(z) : v.decode(z); });
+        };
+        if (!other_vae) {
+          seconds["vae" + s] = report("vae decode " + s + "^2" + how, bench::time_runs(runs, device, decode(*vae)),
+                                      tiled ? 0.0 : dcae_decoder_flops(vcfg, lat, lat) / 1e9, device, dtype);
+          continue;
+        }
+        const auto [ta, tb] = time_alternating(runs, device, decode(*vae), decode(*other_vae));
+        report("vae decode " + s + "^2" + how, ta, tiled ? 0.0 : dcae_decoder_flops(vcfg, lat, lat) / 1e9, device, dtype);
+        report("compared vae decode " + s + "^2" + how, tb, tiled ? 0.0 : dcae_decoder_flops(*ocfg, lat, lat) / 1e9,
+               device, dtype);
+        seconds["vae" + s] = minimum(ta);
+        seconds["othervae" + s] = minimum(tb);
+        std::printf("compared vae / vae decode %s^2 (fastest runs, alternated): %.3f s / %.3f s = %.2f\n", s.c_str(),
+                    minimum(tb), minimum(ta), minimum(tb) / minimum(ta));
       }
     }
 
@@ -185,11 +255,15 @@ int main(int argc, char** argv) {
       for (int size : sizes) {
         const std::string s = std::to_string(size);
         if (!seconds.count("transformer" + s) || !seconds.count("vae" + s)) continue;
-        for (int steps : {1, 2, 4})
+        for (int steps : {1, 2, 4}) {
+          const double rest = seconds["text"] + steps * seconds["transformer" + s];
           std::printf("end to end %s^2, %d step%s (warm prefix): %.2f s = text %.3f + %d x step %.3f + decode %.3f\n",
-                      s.c_str(), steps, steps > 1 ? "s" : "",
-                      seconds["text"] + steps * seconds["transformer" + s] + seconds["vae" + s], seconds["text"], steps,
+                      s.c_str(), steps, steps > 1 ? "s" : "", rest + seconds["vae" + s], seconds["text"], steps,
                       seconds["transformer" + s], seconds["vae" + s]);
+          if (seconds.count("othervae" + s))
+            std::printf("  with the compared vae: %.2f s (%.2f of the above)\n", rest + seconds["othervae" + s],
+                        (rest + seconds["othervae" + s]) / (rest + seconds["vae" + s]));
+        }
       }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_pipeline: error: %s\n", e.what());

@@ -37,16 +37,9 @@ std::vector<Case> cases_of(const sana::SafetensorsFile& ref) {
 }
 
 sana::GenerateOptions options_of(const json& m, const std::string& folder) {
-  sana::GenerateOptions o;
-  o.prompts = m["prompt"].get<std::vector<std::string>>();
-  o.seed = m["seed"].get<uint64_t>();
-  o.steps = m["steps"].get<int>();
-  o.height = o.width = m["hw"].get<int>();
-  o.resolution_binning = false;
+  sana::GenerateOptions o = sana::test::case_options(m);
   o.record_steps = true;
-  if (m.contains("guidance")) o.guidance_scale = m["guidance"].get<double>();
   o.negative_prompt = m.value("negative", "");
-  if (o.steps == 2) o.intermediate_timesteps = 1.3;  // the Sprint pipelines' default; teachers ignore it
   if (m.contains("control")) {
     o.control_image = sana::load_png(fixture(folder + "/" + m["control"].get<std::string>()));
     o.controlnet_conditioning_scale = m["scale"].get<double>();
@@ -278,4 +271,21 @@ TEST(ReferencePipelines, AVaeOfAnotherLatentSpaceIsRefused) {
   if (factor != own_factor && lite["latent_channels"] == own["latent_channels"])
     refused("factor", lite, "compresses by " + std::to_string(factor) + "x");
   EXPECT_THROW(sana::load_pipeline(model, at::kCPU, at::kFloat, {"", dir.file("none")}), sana::Error);
+}
+
+// The DC-AE-Lite config this project ships for benchmarks (tests/data/README.md) is a drop-in VAE for both Sprint
+// models, as its authors say: the same latent space (32 channels, 32x, the same scaling factor); the tiny Lite fixture
+// (4 channels, 8x) is not.
+TEST(ReferencePipelines, TheDcAeLiteConfigFitsTheSprintModels) {
+  const std::string lite = fixture("configs/dc-ae-lite-f32c32-sana-1.1-diffusers");
+  const auto config = sana::load_autoencoder_dc_config(lite + "/config.json");
+  EXPECT_EQ(config.spatial_factor(), 32);
+  EXPECT_EQ(config.decoder_layers_per_block.at(0), 0);
+  for (const std::string model : {"configs/Sana_Sprint_0.6B_1024px_diffusers", "configs/Sana_Sprint_1.6B_1024px_diffusers"}) {
+    SCOPED_TRACE(model);
+    EXPECT_NO_THROW(sana::check_vae_fits(config, lite, fixture(model)));
+    const std::string tiny = fixture("dcae_lite_tiny");
+    EXPECT_THROW(sana::check_vae_fits(sana::load_autoencoder_dc_config(tiny + "/config.json"), tiny, fixture(model)),
+                 sana::Error);
+  }
 }

@@ -294,6 +294,8 @@ TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
       {"/v1/images/generations", R"({"prompt": "x", "control_image": ")" + wide_png + R"("})", 400,
        "control_image: is 2100x8, more than the limit of 2048 pixels per side"},
       {"/sprint/v1/jobs", R"({"prompt": "x", "model": "/etc"})", 400, "model: is chosen when the server starts"},
+      {"/sprint/v1/jobs", R"({"prompt": "x", "vae": "/etc"})", 400, "vae: is chosen when the server starts"},
+      {"/sprint/v1/jobs", R"({"prompt": "x", "quantize": "int8"})", 400, "quantize: is chosen when the server starts"},
       {"/sprint/v1/jobs", R"({"prompt": "x", "promt": "y"})", 400, "promt: is not a generation parameter"},
       {"/sprint/v1/jobs", R"({"prompt": "x", "guidance": 1e30})", 400, "guidance: must be between 0 and 100"},
       {"/sprint/v1/live", R"({"frame": 1, "prompt": "x"})", 400, "session: is required"},

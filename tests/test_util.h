@@ -11,6 +11,8 @@
 #include "sana/error.h"
 #include "sana/io/config.h"
 #include "sana/io/safetensors.h"
+#include "sana/pipeline/options.h"
+#include <nlohmann/json.hpp>
 
 namespace sana::test {
 
@@ -22,6 +24,20 @@ inline std::string error_of(const std::function<void()>& f) {
     return e.what();
   }
   return "";
+}
+
+// The options of a pipeline fixture's case from its metadata (prompt, seed, steps, size, guidance), at exactly that
+// size, with the Sprint pipelines' default middle time for 2 steps; control and init images are the caller's.
+inline sana::GenerateOptions case_options(const nlohmann::json& m) {
+  sana::GenerateOptions o;
+  o.prompts = m["prompt"].get<std::vector<std::string>>();
+  o.seed = m["seed"].get<uint64_t>();
+  o.steps = m["steps"].get<int>();
+  o.height = o.width = m["hw"].get<int>();
+  o.resolution_binning = false;
+  if (m.contains("guidance")) o.guidance_scale = m["guidance"].get<double>();
+  if (o.steps == 2) o.intermediate_timesteps = 1.3;  // teachers ignore it
+  return o;
 }
 
 // $SANA_FIXTURES, or the project's tests/data.

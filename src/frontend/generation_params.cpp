@@ -55,6 +55,8 @@ const std::vector<Field>& fields() {
       {"control_scale", "controlnet_conditioning_scale", &P::control_scale},
       {"controlnet", "", &P::controlnet},
       {"vae", "", &P::vae},
+      {"quantize", "", &P::quantize},
+      {"quantize_min_weights", "", &P::quantize_min_weights},
       {"init_image", "", &P::init_image},
       {"strength", "", &P::strength},
   };
@@ -175,7 +177,8 @@ void apply_model_defaults(P& p, const FieldSet& given) {
   if (!j.is_object()) throw Error(path.string() + ": not a JSON object");
   FieldSet skip = given;
   // A model folder does not choose these.
-  skip.insert({"model", "prompt", "device", "dtype", "control_image", "init_image", "controlnet", "vae"});
+  skip.insert({"model", "prompt", "device", "dtype", "control_image", "init_image", "controlnet", "vae", "quantize",
+               "quantize_min_weights"});
   try {
     set_params_from_json(p, j, skip, /*allow_unknown=*/true);
   } catch (const ParamError& e) {
@@ -202,6 +205,8 @@ void validate(const P& p) {
               std::to_string(p.max_sequence_length));
   require(std::isfinite(p.guidance) && p.guidance >= 0 && p.guidance <= L::max_guidance, "guidance",
           "must be between 0 and " + num(L::max_guidance) + ", got " + num(p.guidance));
+  require(p.quantize_min_weights >= 0, "quantize_min_weights",
+          "must be 0 or more, got " + std::to_string(p.quantize_min_weights));
   require(p.seed >= -1, "seed", "must be -1 (random) or a non-negative integer, got " + std::to_string(p.seed));
   // TrigFlow times live in [0, pi/2]; the reference's default start 1.57080 is pi/2 rounded up.
   require(std::isfinite(p.max_timesteps) && p.max_timesteps > 0 && p.max_timesteps <= 1.5708, "max_timesteps",
@@ -298,6 +303,7 @@ std::string png_parameters(const P& p, const std::string& sampler, const at::Ten
       << p.control_scale << ", Control preprocess: " << p.control_preprocess;
   if (!p.init_image.empty()) s << ", Denoising strength: " << p.strength;
   if (!p.vae.empty()) s << ", VAE: " << p.vae;
+  if (!p.quantize.empty()) s << ", Quantize: " << p.quantize;
   s << ", Dtype: " << p.dtype << ", Software: " << software;
   return s.str();
 }

@@ -20,13 +20,41 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
 }
 
 at::Tensor Conv2d::forward(const at::Tensor& x) const {
+  if (is_int8())
+    return at::conv2d(x, dequantize_int8(weight, weight_scale, x.scalar_type()),
+                      bias.defined() ? bias.to(x.scalar_type()) : bias, {stride, stride}, {padding, padding}, {1, 1},
+                      groups);
   return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding}, {1, 1}, groups);
 }
 
 at::Tensor Conv2d::forward_pointwise_tokens(const at::Tensor& x) const {
   TORCH_CHECK(weight.size(2) == 1 && weight.size(3) == 1 && groups == 1 && stride == 1,
               "forward_pointwise_tokens needs a 1x1 convolution");
+  if (is_int8()) return int8_linear(x, weight.flatten(1), weight_scale, bias, int8);
   return at::linear(x, weight.flatten(1), bias);
+}
+
+void WeightedLayer::set_int8(at::Tensor q, at::Tensor scale, Int8Compute compute) {
+  TORCH_CHECK(!is_int8(), "quantize_int8: the weight is int8 already");
+  TORCH_CHECK(compute != Int8Compute::none, "quantize_int8: no int8 compute mode given");
+  // The registered "weight" is replaced in place (same name, same position), so the floating tensor is freed once
+  // this layer's own handle lets go of it too.
+  parameters_["weight"] = q;
+  weight = q;
+  weight_scale = register_buffer("weight_scale", std::move(scale));
+  int8 = compute;
+}
+
+void WeightedLayer::quantize_int8(Int8Compute compute) {
+  auto [q, scale] = quantize_int8_rows(weight);
+  set_int8(q.to(weight.device()), scale.to(weight.device()), compute);
+}
+
+void WeightedLayer::prepare_int8(Int8Compute compute) {
+  std::vector<int64_t> scale_shape(weight.dim(), 1);
+  scale_shape[0] = weight.size(0);
+  const auto on = at::TensorOptions().device(weight.device());
+  set_int8(at::empty(weight.sizes(), on.dtype(at::kChar)), at::empty(scale_shape, on.dtype(at::kFloat)), compute);
 }
 
 RMSNorm::RMSNorm(int64_t dim, double eps_, bool elementwise_affine, bool has_bias, const at::TensorOptions& options)

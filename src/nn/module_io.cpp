@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "sana/error.h"
+#include "sana/nn/layers.h"
 
 namespace sana::nn {
 namespace {
@@ -33,6 +34,20 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// An int8 checkpoint (docs/QUANTIZATION.md) stores a layer as an int8 `weight` with a `weight_scale` beside it:
+// such layers are readied to receive them (int8 weight-only products; --quantize w8a8 can switch them later).
+void prepare_int8_layers(torch::nn::Module& module, const Checkpoint& ckpt, const std::string& prefix) {
+  std::vector<std::pair<std::string, torch::nn::Module*>> all{{"", &module}};
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) all.emplace_back(item.key(), item.value().get());
+  for (const auto& [name, m] : all) {
+    auto* layer = dynamic_cast<WeightedLayer*>(m);
+    const std::string stored = prefix + (name.empty() ? "" : name + ".") + "weight";
+    if (layer && !layer->is_int8() && ckpt.contains(stored + "_scale") && ckpt.contains(stored) &&
+        ckpt.info(stored).dtype == at::kChar)
+      layer->prepare_int8(Int8Compute::weights);
+  }
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Module& module) {
@@ -44,6 +59,7 @@ std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Modu
 
 void load_state_dict(torch::nn::Module& module, const Checkpoint& ckpt, const std::string& what,
                      const LoadOptions& options) {
+  prepare_int8_layers(module, ckpt, options.prefix);
   auto tensors = state_dict(module);
   std::vector<std::string> missing, unexpected, mismatched;
   std::map<std::string, bool> known;

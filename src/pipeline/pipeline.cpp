@@ -97,6 +97,20 @@ void PipelineComponents::attach_controlnet(const std::string& dir, at::ScalarTyp
   controlnet = SanaControlNetModel::from_pretrained(dir, at::TensorOptions().dtype(dtype).device(device));
 }
 
+nn::QuantizeReport PipelineComponents::quantize_int8(const nn::QuantizeSettings& settings) {
+  nn::QuantizeReport total;
+  for (torch::nn::Module* m : std::initializer_list<torch::nn::Module*>{text_encoder.get(), transformer.get(),
+                                                                       controlnet.get()}) {
+    if (!m) continue;
+    const nn::QuantizeReport r = nn::quantize_int8(*m, settings);
+    total.layers += r.layers;
+    total.bytes_before += r.bytes_before;
+    total.bytes_after += r.bytes_after;
+  }
+  release_free_memory();  // the floating weights' heap back to the system
+  return total;
+}
+
 void PipelineComponents::release_text_encoder() {
   tokenizer.reset();
   text_encoder.reset();
@@ -133,6 +147,7 @@ void StepFiniteness::check() const {
 
 std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,
                                         const PipelineLoadOptions& load) {
+  const nn::Int8Compute int8 = nn::parse_quantize(load.quantize);  // a bad name is refused before any work
   const ModelIndex index = open_pipeline_folder(dir, load.vae_dir.empty());
   // A Sprint transformer embeds the guidance scale; a flow teacher's does not and needs real CFG.
   const auto transformer_config = load_sana_transformer_config((fs::path(dir) / "transformer" / "config.json").string());
@@ -148,6 +163,7 @@ std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device
   else
     pipe = std::make_unique<SanaPipeline>(std::move(c), load_flow_scheduler_config(scheduler));
   if (!load.controlnet_dir.empty()) pipe->components.attach_controlnet(load.controlnet_dir, dtype);
+  pipe->components.quantize_int8({int8, load.quantize_min_weights});
   return pipe;
 }
 

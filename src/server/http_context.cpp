@@ -89,7 +89,7 @@ std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const S
   job->params = ctx.defaults;
   GenerationParams& p = job->params;
   try {
-    for (const char* fixed : {"model", "controlnet", "vae", "device", "dtype"})
+    for (const char* fixed : {"model", "controlnet", "vae", "quantize", "quantize_min_weights", "device", "dtype"})
       if (fields.contains(fixed)) throw ParamError(fixed, "is chosen when the server starts, not per request");
     set_params_from_json(p, fields);
     if (p.prompt.empty()) throw ParamError("prompt", "is required");

@@ -28,9 +28,10 @@ int run_serve(ServeCommand& c) {
   p.prompt.clear();
   note("loading " + p.model + " (" + p.dtype + " on " + p.device + ")");
   const double t0 = now();
-  auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), {p.controlnet, p.vae});
+  auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), {p.controlnet, p.vae, p.quantize, p.quantize_min_weights});
   note("loaded " + pipe->class_name() + (pipe->components.controlnet ? " with a ControlNet" : "") +
-       (p.vae.empty() ? "" : " with the VAE of " + p.vae) + " in " +
+       (p.vae.empty() ? "" : " with the VAE of " + p.vae) +
+       (p.quantize.empty() ? "" : ", " + p.quantize + " weights,") + " in " +
        seconds(now() - t0));
   server::Server srv(std::move(pipe), p, c.options);
   srv.bind();

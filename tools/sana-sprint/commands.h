@@ -21,6 +21,7 @@ Subcommand add_generate(CLI::App& app);
 Subcommand add_eval(CLI::App& app);
 Subcommand add_shapes(CLI::App& app);
 Subcommand add_serve(CLI::App& app);
+Subcommand add_quantize(CLI::App& app);
 std::vector<Subcommand> add_training(CLI::App& app);  // train-vae, text-encoder, cache, train, distill
 
 // Adds to every integer and number option of `app` and its subcommands a check that the whole value parses in base

@@ -82,6 +82,17 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
     add("vae", app->add_option("--vae", p.vae,
                                "use this AutoencoderDC folder instead of the model's vae/ (e.g. DC-AE-Lite; it must "
                                "share the model's latent space)"));
+  if (want("quantize"))
+    add("quantize", app->add_option("--quantize", p.quantize,
+                                    "int8 weights for the text encoder, transformer and ControlNet: int8 (weight-only, "
+                                    "about half the memory of bf16) | w8a8 (also int8 products on the CPU: faster, "
+                                    "less exact)")
+                        ->check(CLI::IsMember({"", "none", "int8", "w8a8"})));
+  if (want("quantize_min_weights"))
+    add("quantize_min_weights",
+        app->add_option("--quantize-min-weights", p.quantize_min_weights,
+                        "--quantize leaves layers with fewer weights as they are (0: every matrix layer)")
+            ->capture_default_str());
   if (want("init_image"))
     add("init_image", app->add_option("--init-image", p.init_image, "img2img (Sprint models): the init PNG"));
   if (want("strength"))

@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
 
   std::vector<sana::cli::Subcommand> commands = {sana::cli::add_inspect(app), sana::cli::add_generate(app),
                                                  sana::cli::add_eval(app), sana::cli::add_shapes(app),
-                                                 sana::cli::add_serve(app)};
+                                                 sana::cli::add_serve(app), sana::cli::add_quantize(app)};
   for (auto& c : sana::cli::add_training(app)) commands.push_back(std::move(c));
   sana::cli::require_strict_numbers(app);
   try {

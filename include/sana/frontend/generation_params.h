@@ -46,6 +46,9 @@ struct GenerationParams {
   std::string controlnet;
   // An AutoencoderDC folder used instead of the model's vae/ (DC-AE-Lite: the same latent space, a faster decoder).
   std::string vae;
+  // int8 weights for the text encoder, transformer and ControlNet: "" | int8 (weight-only) | w8a8 (CPU int8 products).
+  std::string quantize;
+  int64_t quantize_min_weights = int64_t{1} << 16;  // layers with fewer weights stay as they are
   // img2img (Sprint models): the init image (same forms as control_image) and the share of the schedule it runs.
   std::string init_image;
   double strength = 0.6;

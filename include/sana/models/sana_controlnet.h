@@ -29,7 +29,7 @@ class SanaControlNetModel : public SanaBlockStack {
   std::vector<at::Tensor> forward(const SanaTransformerInputs& in, const at::Tensor& controlnet_cond,
                                   double conditioning_scale = 1.0) const;
 
-  at::ScalarType dtype() const { return input_block->weight.scalar_type(); }
+  at::ScalarType dtype() const { return input_block->bias.scalar_type(); }  // the weight may be int8
 
   std::shared_ptr<nn::Linear> input_block;
   std::shared_ptr<nn::ModuleList<nn::Linear>> controlnet_blocks;

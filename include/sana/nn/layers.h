@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "sana/nn/cpu_kernels.h"
+#include "sana/nn/int8.h"
 
 namespace sana::nn {
 
@@ -18,23 +19,42 @@ using torch::nn::Module;
 // the reference for derivative checks).
 inline at::ScalarType accumulation_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
+// A layer with a `weight` (and maybe a `bias`) that can hold its weight as int8 (int8.h): the parameter named
+// "weight" becomes the int8 tensor and a buffer "weight_scale" appears beside it, so state_dict() and checkpoints
+// carry the int8 layout by the same names.
+class WeightedLayer : public Module {
+ public:
+  // Replaces the floating weight by its int8 rows (quantize_int8_rows) and frees it; later products use `compute`.
+  void quantize_int8(Int8Compute compute);
+  // An uninitialised int8 weight and scale of the same shapes, for load_state_dict to fill from an int8 checkpoint.
+  void prepare_int8(Int8Compute compute);
+  bool is_int8() const { return int8 != Int8Compute::none; }
+
+  at::Tensor weight, bias;  // bias undefined when disabled
+  at::Tensor weight_scale;  // int8 only: fp32 [out, 1, ...]
+  Int8Compute int8 = Int8Compute::none;
+
+ private:
+  void set_int8(at::Tensor q, at::Tensor scale, Int8Compute compute);
+};
+
 // y = x W^T + b, W [out, in].
-class Linear : public Module {
+class Linear : public WeightedLayer {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options);
-  at::Tensor forward(const at::Tensor& x) const { return at::linear(x, weight, bias); }
-  at::Tensor weight, bias;  // bias undefined when disabled
+  at::Tensor forward(const at::Tensor& x) const {
+    return is_int8() ? int8_linear(x, weight, weight_scale, bias, int8) : at::linear(x, weight, bias);
+  }
 };
 
 // 2-D convolution, weight [out, in/groups, k, k].
-class Conv2d : public Module {
+class Conv2d : public WeightedLayer {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding,
          int64_t groups, bool bias, const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x) const;
   // A 1x1 convolution applied to channels-last tokens [..., in] is a linear layer with weight [out, in].
   at::Tensor forward_pointwise_tokens(const at::Tensor& x) const;
-  at::Tensor weight, bias;
   int64_t stride, padding, groups;
 };
 

@@ -18,6 +18,7 @@
 #include "sana/models/gemma2.h"
 #include "sana/models/sana_controlnet.h"
 #include "sana/models/sana_transformer.h"
+#include "sana/nn/quantize.h"
 #include "sana/pipeline/options.h"
 #include "sana/pipeline/prefix_cache.h"
 #include "sana/text/tokenizer.h"
@@ -49,6 +50,10 @@ struct PipelineComponents {
   // is 4.9 of the 0.6B pipeline's 6.3 GiB in bf16) and is not needed once the call's text is embedded
   // (Pipeline::embed_text). Later calls must then pass prompt embeddings.
   void release_text_encoder();
+
+  // Makes the large matrix weights of the text encoder, the transformer and the ControlNet int8 (nn/quantize.h);
+  // the VAE keeps its dtype. Returns the sum over the components.
+  nn::QuantizeReport quantize_int8(const nn::QuantizeSettings& settings);
 
   // Latent spatial factor (32 for the real DC-AE).
   int vae_scale_factor() const { return vae->config().spatial_factor(); }
@@ -108,12 +113,14 @@ void check_vae_fits(const AutoencoderDCConfig& vae, const std::string& vae_dir, 
 struct PipelineLoadOptions {
   std::string controlnet_dir;  // a SanaControlNetModel folder to attach
   std::string vae_dir;         // an AutoencoderDC folder used instead of the folder's vae/ (DC-AE-Lite, ...)
+  std::string quantize;        // "" | int8 | w8a8: PipelineComponents::quantize_int8 after loading
+  int64_t quantize_min_weights = nn::QuantizeSettings{}.min_weights;
 };
 
 // The pipeline of a diffusers folder: SanaSprintPipeline / SanaSprintImg2ImgPipeline for a Sprint transformer (it
 // has a guidance embedding), SanaPipeline / SanaControlNetPipeline for a teacher's; a `controlnet` component is
 // loaded with it, and `load.controlnet_dir` (a SanaControlNetModel folder) attaches one; `load.vae_dir` replaces the
-// VAE. Errors name the missing file, folder or component.
+// VAE; `load.quantize` makes the weights int8. Errors name the missing file, folder or component.
 std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,
                                         const PipelineLoadOptions& load = {});
 

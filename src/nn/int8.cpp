@@ -1,0 +1,82 @@
+// int8 weights and their matrix products (int8.h).
+#include "sana/nn/int8.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/native/quantized/PackedParams.h>
+#include <ATen/quantized/Quantizer.h>
+
+#include <mutex>
+
+namespace sana::nn {
+namespace {
+
+using PackedLinear = c10::intrusive_ptr<LinearPackedParamsBase>;
+
+// Below this many rows the per-call weight packing costs more than the int8 product saves (measured on the
+// transformer's and Gemma-2's shapes: packing a 2304 x 2304 weight takes about as long as a bf16 product of 64 rows).
+constexpr int64_t kMinDynamicRows = 64;
+
+// Selects oneDNN (the quantized engine of Debian's LibTorch and of x86 wheels) once; false when there is none.
+bool select_engine() {
+  static const bool ok = [] {
+    for (const at::QEngine e : at::globalContext().supportedQEngines())
+      if (e == at::QEngine::ONEDNN) {
+        at::globalContext().setQEngine(e);
+        return true;
+      }
+    return false;
+  }();
+  return ok;
+}
+
+// oneDNN's product of fp32 rows x [N, in] with the int8 weight, activations quantized per call. The weight is packed
+// for this call only and freed after it, so memory holds one byte per weight plus one layer's packed copy.
+at::Tensor dynamic_product(const at::Tensor& x2d, const at::Tensor& q, const at::Tensor& scale, const at::Tensor& bias) {
+  static const auto prepack = c10::Dispatcher::singleton()
+                                  .findSchemaOrThrow("quantized::linear_prepack", "")
+                                  .typed<PackedLinear(at::Tensor, c10::optional<at::Tensor>)>();
+  static const auto linear = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("quantized::linear_dynamic", "")
+                                 .typed<at::Tensor(at::Tensor, const PackedLinear&, bool)>();
+  const int64_t out = q.size(0);
+  // A quantized view of our own int8 memory (no copy); `keep` holds it while the packed weight lives.
+  const at::Tensor qweight = at::from_blob_quantized_per_channel_affine(
+      q.data_ptr(), {out, q.size(1)}, [keep = q](void*) {}, scale.reshape({out}).to(at::kDouble),
+      at::zeros({out}, at::kLong), 0, at::TensorOptions().dtype(at::kQInt8));
+  const c10::optional<at::Tensor> b = bias.defined() ? c10::optional<at::Tensor>(bias.to(at::kFloat)) : c10::nullopt;
+  return linear.call(x2d.to(at::kFloat).contiguous(), prepack.call(qweight, b), false);
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> quantize_int8_rows(const at::Tensor& weight) {
+  const at::Tensor w = weight.to(at::kFloat);
+  std::vector<int64_t> shape(w.dim(), 1);
+  shape[0] = w.size(0);
+  at::Tensor scale = w.abs().reshape({w.size(0), -1}).amax(1).div(127.0);
+  scale = at::where(scale > 0, scale, at::ones_like(scale)).reshape(shape);
+  const at::Tensor q = at::round(w / scale).clamp(-127, 127).to(at::kChar);
+  return {q, scale};
+}
+
+at::Tensor dequantize_int8(const at::Tensor& q, const at::Tensor& scale, at::ScalarType dtype) {
+  return q.to(dtype) * scale.to(dtype);
+}
+
+at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& scale, const at::Tensor& bias,
+                       Int8Compute compute) {
+  const int64_t in = q.size(1), rows = x.numel() / in;
+  if (compute == Int8Compute::dynamic && x.device().is_cpu() && rows >= kMinDynamicRows && select_engine()) {
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = q.size(0);
+    return dynamic_product(x.reshape({rows, in}), q, scale, bias).view(shape).to(x.scalar_type());
+  }
+  // (x q^T) * scale == x (q * scale)^T with one pass over the weight (int8 -> x's dtype, exact up to 256) instead
+  // of two; the scale then multiplies the much smaller output.
+  at::Tensor y = at::linear(x, q.view({q.size(0), in}).to(x.scalar_type())).mul_(scale.view({-1}).to(x.scalar_type()));
+  return bias.defined() ? y.add_(bias.to(x.scalar_type())) : y;
+}
+
+bool cpu_int8_dynamic_available() { return select_engine(); }
+
+}  // namespace sana::nn
