@@ -314,6 +314,16 @@ TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
   }
   EXPECT_EQ(c.Get("/nothing/here")->status, 404);
   EXPECT_EQ(c.Get("/sprint/v1/jobs/job-0000")->status, 404);
+  // A known route with another method: 405 naming the methods it takes, in the Allow header too.
+  for (const auto& [r, allow] : {std::pair{c.Get("/v1/images/generations"), "POST"},
+                                 std::pair{c.Delete("/health"), "GET"},
+                                 std::pair{c.Get("/sprint/v1/jobs/job-0000/cancel"), "POST"}}) {
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 405) << r->body;
+    EXPECT_EQ(r->get_header_value("Allow"), allow);
+    EXPECT_NE(r->body.find("method_not_allowed"), std::string::npos) << r->body;
+  }
+  EXPECT_EQ(c.Get("/sdapi/v1/options")->status, 200);  // GET and POST both exist there
   // Still serving.
   int status = 0;
   post_json(c, "/v1/images/generations", {{"prompt", "a red square"}}, &status);
@@ -376,6 +386,14 @@ TEST(Server, QueueLimitCancelAndOrderlyStop) {
   }
   EXPECT_GE(refused, 1);
   ASSERT_GE(ids.size(), 2u);
+  // A waiting job says where it stands in the queue (the first may or may not have started yet).
+  const auto place = [&](const std::string& id) {
+    const auto g = c.Get(("/sprint/v1/jobs/" + id).c_str());
+    return g ? json::parse(g->body).value("queue_position", 0) : -1;
+  };
+  const int last = place(ids.back());
+  EXPECT_TRUE(last == static_cast<int>(ids.size()) - 1 || last == static_cast<int>(ids.size())) << last;
+  EXPECT_LT(place(ids[ids.size() - 2]), last);
   // A1111's progress shows the running job's step, never its id (the id is the key to its images).
   const auto progress = c.Get("/sdapi/v1/progress");
   ASSERT_TRUE(progress);

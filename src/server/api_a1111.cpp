@@ -92,40 +92,40 @@ json progress(Context& ctx) {
 }  // namespace
 
 void add_a1111_routes(httplib::Server& server, Context& ctx) {
-  server.Post("/sdapi/v1/txt2img", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
+  route(server, ctx, "POST", "/sdapi/v1/txt2img", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
                 generate(ctx, q, r, false);
               }));
-  server.Post("/sdapi/v1/img2img", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
+  route(server, ctx, "POST", "/sdapi/v1/img2img", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
                 generate(ctx, q, r, true);
               }));
-  server.Get("/sdapi/v1/options", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+  route(server, ctx, "GET", "/sdapi/v1/options", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, {{"sd_model_checkpoint", ctx.model_name}, {"samples_format", "png"},
                                    {"sd_checkpoint_hash", nullptr}, {"CLIP_stop_at_last_layers", 1}});
              }));
-  server.Post("/sdapi/v1/options", guarded([](const httplib::Request&, httplib::Response& r) {
+  route(server, ctx, "POST", "/sdapi/v1/options", guarded([](const httplib::Request&, httplib::Response& r) {
                 reply_json(r, 200, json::object());  // one model, no settings to change
               }));
-  server.Get("/sdapi/v1/sd-models", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+  route(server, ctx, "GET", "/sdapi/v1/sd-models", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, json::array({{{"title", ctx.model_name}, {"model_name", ctx.model_name},
                                                 {"hash", nullptr}, {"sha256", nullptr},
                                                 // the folder's name only: clients need no path of the server's disk
                                                 {"filename", ctx.model_name}, {"config", nullptr}}}));
              }));
-  server.Get("/sdapi/v1/samplers", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+  route(server, ctx, "GET", "/sdapi/v1/samplers", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, samplers(ctx));
              }));
-  server.Get("/sdapi/v1/schedulers", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+  route(server, ctx, "GET", "/sdapi/v1/schedulers", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                const bool sprint = ctx.worker.pipeline().components.transformer->config().guidance_embeds;
                reply_json(r, 200, json::array({{{"name", sprint ? "scm" : "flow"},
                                                 {"label", sprint ? "SCM (TrigFlow)" : "the model's flow scheduler"},
                                                 {"aliases", json::array()}, {"need_inner_model", false}}}));
              }));
   for (const char* empty : {"/sdapi/v1/upscalers", "/sdapi/v1/latent-upscale-modes", "/sdapi/v1/loras"})
-    server.Get(empty, guarded([](const httplib::Request&, httplib::Response& r) { reply_json(r, 200, json::array()); }));
-  server.Get("/sdapi/v1/progress", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+    route(server, ctx, "GET", empty, guarded([](const httplib::Request&, httplib::Response& r) { reply_json(r, 200, json::array()); }));
+  route(server, ctx, "GET", "/sdapi/v1/progress", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, progress(ctx));
              }));
-  server.Post("/sdapi/v1/interrupt", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+  route(server, ctx, "POST", "/sdapi/v1/interrupt", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                 ctx.worker.interrupt();
                 reply_json(r, 200, json::object());
               }));

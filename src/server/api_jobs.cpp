@@ -13,6 +13,7 @@ json job_json(Context& ctx, const Job& job) {
             {"created", job.created},
             {"progress", {{"step", job.step}, {"steps", job.steps}}},
             {"seed", job.params.seed}};
+  if (const size_t place = ctx.worker.queue_position(job)) j["queue_position"] = place;
   if (job.started > 0) j["started"] = job.started;
   if (job.finished > 0) j["finished"] = job.finished;
   if (!job.error.empty()) j["error"] = job.error;
@@ -45,8 +46,8 @@ std::shared_ptr<Job> find_job(Context& ctx, const std::string& id) {
 }  // namespace
 
 void add_job_routes(httplib::Server& server, Context& ctx) {
-  server.Post("/sprint/v1/jobs", guarded([&ctx](const httplib::Request& q, httplib::Response& r) { submit(ctx, q, r); }));
-  server.Get(R"(/sprint/v1/jobs/([A-Za-z0-9-]+))", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
+  route(server, ctx, "POST", "/sprint/v1/jobs", guarded([&ctx](const httplib::Request& q, httplib::Response& r) { submit(ctx, q, r); }));
+  route(server, ctx, "GET", R"(/sprint/v1/jobs/([A-Za-z0-9-]+))", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
                reply_json(r, 200, job_json(ctx, *find_job(ctx, q.matches[1])));
              }));
   const auto cancel = guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
@@ -54,11 +55,11 @@ void add_job_routes(httplib::Server& server, Context& ctx) {
     ctx.worker.cancel(job->id);
     reply_json(r, 200, job_json(ctx, *job));
   });
-  server.Post(R"(/sprint/v1/jobs/([A-Za-z0-9-]+)/cancel)", cancel);
+  route(server, ctx, "POST", R"(/sprint/v1/jobs/([A-Za-z0-9-]+)/cancel)", cancel);
   // The same as DELETE on the job: a method that carries no body. (A POST with no body and no Content-Length, as
   // `curl -X POST URL` sends it, makes cpp-httplib wait for a body until its read timeout.)
-  server.Delete(R"(/sprint/v1/jobs/([A-Za-z0-9-]+))", cancel);
-  server.Get("/health", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+  route(server, ctx, "DELETE", R"(/sprint/v1/jobs/([A-Za-z0-9-]+))", cancel);
+  route(server, ctx, "GET", "/health", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                const Worker::Status s = ctx.worker.status();
                reply_json(r, ctx.worker.shutting_down() ? 503 : 200,
                           {{"status", ctx.worker.shutting_down() ? "shutting down" : "ok"},

@@ -59,10 +59,10 @@ void live(Context& ctx, FrameClock& clock, const httplib::Request& req, httplib:
 
 void add_live_routes(httplib::Server& server, Context& ctx) {
   static FrameClock clock;
-  server.Post("/sprint/v1/live", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
+  route(server, ctx, "POST", "/sprint/v1/live", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
                 live(ctx, clock, q, r);
               }));
-  server.Get("/", [](const httplib::Request&, httplib::Response& r) {
+  route(server, ctx, "GET", "/", [](const httplib::Request&, httplib::Response& r) {
     r.set_header("Cache-Control", "no-store");
     r.set_content(live_page_html(), "text/html; charset=utf-8");
   });

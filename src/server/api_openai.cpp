@@ -57,9 +57,9 @@ void generations(Context& ctx, const httplib::Request& req, httplib::Response& r
 }  // namespace
 
 void add_openai_routes(httplib::Server& server, Context& ctx) {
-  server.Post("/v1/images/generations",
+  route(server, ctx, "POST", "/v1/images/generations",
               guarded([&ctx](const httplib::Request& req, httplib::Response& res) { generations(ctx, req, res); }));
-  server.Get("/v1/models", guarded([&ctx](const httplib::Request&, httplib::Response& res) {
+  route(server, ctx, "GET", "/v1/models", guarded([&ctx](const httplib::Request&, httplib::Response& res) {
                reply_json(res, 200,
                           {{"object", "list"},
                            {"data", json::array({{{"id", ctx.model_name},

@@ -142,4 +142,20 @@ std::string job_image(const Job& job, size_t i, const std::string& format) {
 
 std::string job_png_base64(const Job& job, size_t i) { return base64_encode(job_image(job, i, "png")); }
 
+void route(httplib::Server& server, Context& ctx, const std::string& method, const std::string& pattern,
+           httplib::Server::Handler handler) {
+  if (method == "GET") server.Get(pattern, std::move(handler));
+  else if (method == "POST") server.Post(pattern, std::move(handler));
+  else if (method == "DELETE") server.Delete(pattern, std::move(handler));
+  else throw std::logic_error("route: unsupported method " + method);
+  ctx.routes.emplace_back(method, std::regex(pattern));
+}
+
+std::string allowed_methods(const Context& ctx, const std::string& path) {
+  std::string out;
+  for (const auto& [method, pattern] : ctx.routes)
+    if (std::regex_match(path, pattern) && out.find(method) == std::string::npos) out += (out.empty() ? "" : ", ") + method;
+  return out;
+}
+
 }  // namespace sana::server

@@ -4,6 +4,8 @@
 #include <httplib.h>
 
 #include <map>
+#include <regex>
+#include <vector>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -21,7 +23,15 @@ struct Context {
   GenerationParams defaults;
   ServerOptions options;
   std::string model_name;
+  // Every route as registered ({method, path pattern}): a request for a known path with another method gets 405.
+  std::vector<std::pair<std::string, std::regex>> routes;
 };
+
+// Registers `handler` for `method` ("GET", "POST", "DELETE") and `pattern` on `server`, and records it in ctx.routes.
+void route(httplib::Server& server, Context& ctx, const std::string& method, const std::string& pattern,
+           httplib::Server::Handler handler);
+// The methods ctx.routes has for `path` ("GET, POST"); empty when the path is unknown.
+std::string allowed_methods(const Context& ctx, const std::string& path);
 
 // An error answer: HTTP status, an OpenAI-style type, the message.
 struct HttpError : std::runtime_error {

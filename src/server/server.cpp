@@ -15,7 +15,7 @@ namespace sana::server {
 struct Server::Impl {
   Impl(std::unique_ptr<Pipeline> pipeline, GenerationParams defaults, ServerOptions options)
       : worker(std::move(pipeline), worker_options(options)),
-        ctx{worker, std::move(defaults), options, ""} {
+        ctx{worker, std::move(defaults), options, "", {}} {
     ctx.model_name = std::filesystem::path(ctx.defaults.model).filename().string();
     if (ctx.model_name.empty()) ctx.model_name = std::filesystem::path(ctx.defaults.model).parent_path().filename();
   }
@@ -77,7 +77,11 @@ struct Server::Impl {
   // Errors httplib produces itself (no route, body too large, unreadable request) as JSON too.
   void error_body(const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    if (res.status == 404) reply_error(res, 404, "not_found", "no route " + req.method + " " + req.path);
+    const std::string allowed = res.status == 404 ? allowed_methods(ctx, req.path) : "";
+    if (!allowed.empty()) {
+      res.set_header("Allow", allowed);
+      reply_error(res, 405, "method_not_allowed", req.path + " does not take " + req.method + " (it takes " + allowed + ")");
+    } else if (res.status == 404) reply_error(res, 404, "not_found", "no route " + req.method + " " + req.path);
     else if (res.status == 413)
       reply_error(res, 413, "payload_too_large", "the request body is larger than this server's limit of " +
                                                      std::to_string(ctx.options.max_body_bytes) + " bytes");

@@ -148,6 +148,12 @@ Worker::Status Worker::status() {
   return {queue_.size(), running_, done_count_, failed_count_};
 }
 
+size_t Worker::queue_position(const Job& job) const {
+  for (size_t i = 0; i < queue_.size(); ++i)
+    if (queue_[i].get() == &job) return i + 1;
+  return 0;
+}
+
 void Worker::run() {
   for (;;) {
     std::shared_ptr<Job> job;

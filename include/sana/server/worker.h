@@ -80,6 +80,8 @@ class Worker {
     int64_t done = 0, failed = 0;
   };
   Status status();
+  // A queued job's place in the queue (1: next to run); 0 when it is not queued. Call with lock() held.
+  size_t queue_position(const Job& job) const;
 
   const Pipeline& pipeline() const { return *pipeline_; }
   // Locks the mutex the worker holds while it changes a job (for consistent reads of a job's fields).
