@@ -475,3 +475,31 @@ TEST(Server, LiveFramesLatestWins) {
   EXPECT_TRUE(newest_ok) << "the newest frame can be neither stale nor overtaken";
   EXPECT_EQ(ok + conflicts, 8);
 }
+
+// `serve` warms the model before it listens: one 1-step generation at 8 x 8 latent pixels, whatever the model's own
+// defaults say (a teacher's 20 steps, a fixed schedule of another length), counted as a finished job.
+TEST(Server, WarmUpRunsOneSmallGenerationWhateverTheDefaults) {
+  const std::string teacher = std::string(SANA_MODELS_DIR) + "/sana-shapes-teacher";
+  for (const std::string& model : {kStudent, teacher}) {
+    SCOPED_TRACE(model);
+    sana::GenerationParams defaults = model_defaults(model);
+    defaults.batch_count = 4;
+    if (model == kStudent) {
+      defaults.steps = 2;
+      defaults.timesteps = {1.5708, 1.0, 0.0};
+    }
+    sana::server::ServerOptions options;
+    options.port = 0;
+    sana::server::Server server(sana::load_pipeline(model, at::kCPU, at::kFloat), defaults, options);
+    EXPECT_GT(server.warm_up(), 0.0);
+    server.bind();
+    std::thread t([&] { server.run(); });
+    httplib::Client c("127.0.0.1", server.port());
+    const auto health = c.Get("/health");
+    ASSERT_TRUE(health);
+    EXPECT_EQ(health->status, 200);
+    EXPECT_EQ(json::parse(health->body)["done"], 1);
+    server.stop();
+    t.join();
+  }
+}

@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 
 #include "http_context.h"
@@ -128,6 +129,21 @@ void Server::bind() {
   if (impl_->bound_port < 0)
     throw Error("serve: cannot listen on " + o.host + ":" + std::to_string(o.port) +
                 " (address in use, or not an address of this machine?)");
+}
+
+double Server::warm_up() {
+  const auto t0 = std::chrono::steady_clock::now();
+  Context& ctx = impl_->ctx;
+  const int side = 8 * ctx.worker.pipeline().components.vae_scale_factor();
+  const json fields = {{"prompt", "warm-up"}, {"width", side},  {"height", side},
+                       {"steps", 1},          {"seed", 0},      {"resolution_binning", false},
+                       {"batch_count", 1},    {"timesteps", json::array()}};
+  try {
+    run_job(ctx, prepare_job(ctx, fields, {}));
+  } catch (const std::exception& e) {
+    throw Error(std::string("serve: the warm-up generation failed: ") + e.what());
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 int Server::port() const { return impl_->bound_port; }

@@ -34,6 +34,7 @@ int run_serve(ServeCommand& c) {
        (p.quantize.empty() ? "" : ", " + p.quantize + " weights,") + " in " +
        seconds(now() - t0));
   server::Server srv(std::move(pipe), p, c.options);
+  note("warmed up in " + seconds(srv.warm_up()) + " (one small generation)");
   srv.bind();
   note("serving on http://" + c.options.host + ":" + std::to_string(srv.port()) + "/ (the live page; API routes in "
        "docs/SERVER.md)" + (c.options.api_key.empty() ? "" : "; API key required"));

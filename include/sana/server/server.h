@@ -37,6 +37,12 @@ class Server {
   Server(std::unique_ptr<Pipeline> pipeline, GenerationParams defaults, ServerOptions options);
   ~Server();
 
+  // One small generation through the worker (1 step, 8 x 8 latent pixels, the default prompt settings), so that
+  // what the first request would otherwise pay for happens now: the instruction prefix's encoding, the kernels'
+  // first-call setup. `sana-sprint serve` calls it before bind(), so /health answers only once the model is warm. Error
+  // (with the reason) when the model cannot generate at all. Returns the seconds it took.
+  double warm_up();
+
   // Binds (Error naming the address when it cannot). After this, port() is the bound port.
   void bind();
   int port() const;
