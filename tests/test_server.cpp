@@ -229,7 +229,8 @@ TEST(Server, DiscoveryRoutesAnswerWithTrueValues) {
   LiveServer s;
   auto c = s.client();
   for (const char* path : {"/health", "/v1/models", "/sdapi/v1/options", "/sdapi/v1/sd-models", "/sdapi/v1/samplers",
-                           "/sdapi/v1/schedulers", "/sdapi/v1/progress", "/sdapi/v1/upscalers"}) {
+                           "/sdapi/v1/schedulers", "/sdapi/v1/progress", "/sdapi/v1/upscalers", "/sdapi/v1/sd-vae",
+                           "/sdapi/v1/sd-modules"}) {
     SCOPED_TRACE(path);
     const auto r = c.Get(path);
     ASSERT_TRUE(r);
@@ -241,6 +242,32 @@ TEST(Server, DiscoveryRoutesAnswerWithTrueValues) {
   EXPECT_EQ(c.Get("/sdapi/v1/sd-models")->body.find(SANA_MODELS_DIR), std::string::npos);
   EXPECT_EQ(json::parse(c.Get("/sdapi/v1/samplers")->body)[0]["name"], "SCM");
   EXPECT_EQ(json::parse(c.Get("/sdapi/v1/options")->body)["sd_model_checkpoint"], "sana-sprint-shapes");
+  EXPECT_EQ(json::parse(c.Get("/sdapi/v1/sd-vae")->body)[0]["model_name"], "vae");
+  // /health says what a request without a size gets (the model's generation_defaults.json) and the server's limits.
+  const json health = json::parse(c.Get("/health")->body);
+  const sana::GenerationParams defaults = model_defaults(kStudent);
+  EXPECT_EQ(health["native_size"]["width"], defaults.width);
+  EXPECT_EQ(health["native_size"]["height"], defaults.height);
+  EXPECT_EQ(health["vae_factor"], 8);  // the shapes VAE (README: factor 8)
+  EXPECT_EQ(health["limits"]["max_side"], sana::server::ServerOptions{}.max_side);
+  EXPECT_EQ(health["limits"]["max_pixels"], sana::server::ServerOptions{}.max_pixels);
+  EXPECT_EQ(health["quantize"], "none");
+  int status = 0;
+  const json sized = post_json(c, "/sprint/v1/jobs", {{"prompt", "a red square"}}, &status);
+  ASSERT_EQ(status, 202);
+  bool finished = false;
+  for (int i = 0; i < 500 && !finished; ++i) {
+    const json j = json::parse(c.Get(("/sprint/v1/jobs/" + sized["id"].get<std::string>()).c_str())->body);
+    if (j["status"] != "done") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
+    const at::Tensor image = decode_b64(j["images"][0]);
+    EXPECT_EQ(image.size(-1), defaults.width);
+    EXPECT_EQ(image.size(-2), defaults.height);
+    finished = true;
+  }
+  EXPECT_TRUE(finished) << "the job did not finish within 10 s";
   const auto page = c.Get("/");
   ASSERT_TRUE(page);
   EXPECT_NE(page->body.find("<canvas"), std::string::npos);

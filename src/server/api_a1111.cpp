@@ -1,5 +1,7 @@
 // The Automatic1111 web UI API as its clients use it (SillyTavern, Open WebUI): txt2img, img2img with a ControlNet
 // unit, and the discovery routes they call first (docs/SERVER.md).
+#include <filesystem>
+
 #include "http_context.h"
 #include "sana/error.h"
 
@@ -120,7 +122,15 @@ void add_a1111_routes(httplib::Server& server, Context& ctx) {
                                                 {"label", sprint ? "SCM (TrigFlow)" : "the model's flow scheduler"},
                                                 {"aliases", json::array()}, {"need_inner_model", false}}}));
              }));
-  for (const char* empty : {"/sdapi/v1/upscalers", "/sdapi/v1/latent-upscale-modes", "/sdapi/v1/loras"})
+  // The VAE in use (SillyTavern lists these), by folder name only: the model's own, or the one `serve --vae` gave.
+  route(server, ctx, "GET", "/sdapi/v1/sd-vae", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+               std::filesystem::path folder = std::filesystem::path(ctx.defaults.vae).lexically_normal();
+               if (folder.filename().empty()) folder = folder.parent_path();  // "dir/"
+               const std::string vae = ctx.defaults.vae.empty() ? "vae" : folder.filename().string();
+               reply_json(r, 200, json::array({{{"model_name", vae}, {"filename", vae}}}));
+             }));
+  for (const char* empty :
+       {"/sdapi/v1/upscalers", "/sdapi/v1/latent-upscale-modes", "/sdapi/v1/loras", "/sdapi/v1/sd-modules"})
     route(server, ctx, "GET", empty, guarded([](const httplib::Request&, httplib::Response& r) { reply_json(r, 200, json::array()); }));
   route(server, ctx, "GET", "/sdapi/v1/progress", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, progress(ctx));
