@@ -129,6 +129,37 @@ TEST(Server, OpenAIAndJobsAndA1111GiveTheLibrarysImages) {
                 &status);
   ASSERT_EQ(status, 200) << r.dump();
   EXPECT_EQ(decode_b64(r["images"][0]).sizes(), (std::vector<int64_t>{3, 64, 64}));
+
+  // OpenAI's images.edit: multipart/form-data with the image as a file and text fields; the same img2img call as
+  // the JSON route with the image inline.
+  const std::string init_png = sana::encode_png(at::full({3, 64, 64}, 0.9));
+  r = post_json(c, "/v1/images/generations",
+                {{"prompt", "a red square"}, {"init_image", init}, {"strength", 1.0}, {"steps", 2}, {"seed", 5}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  const at::Tensor inline_edit = decode_b64(r["data"][0]["b64_json"]);
+  const auto edit = [&](httplib::MultipartFormDataItems items) {
+    items.push_back({"prompt", "a red square", "", ""});
+    const auto a = c.Post("/v1/images/edits", items);
+    EXPECT_TRUE(a);
+    return a ? std::make_pair(a->status, json::parse(a->body, nullptr, false)) : std::make_pair(0, json());
+  };
+  const auto [edit_status, edited] = edit({{"image", init_png, "init.png", "image/png"}, {"strength", "1.0", "", ""},
+                                           {"steps", "2", "", ""}, {"seed", "5", "", ""}, {"model", "dall-e-2", "", ""}});
+  ASSERT_EQ(edit_status, 200) << edited.dump();
+  EXPECT_TRUE(at::equal(decode_b64(edited["data"][0]["b64_json"]), inline_edit));
+  for (const auto& [items, message] :
+       {std::pair<httplib::MultipartFormDataItems, std::string>{{{"steps", "2", "", ""}}, "image: is required"},
+        {{{"image", init_png, "a.png", "image/png"}, {"mask", init_png, "m.png", "image/png"}}, "mask: is not supported"},
+        {{{"image", init_png, "a.png", "image/png"}, {"steps", "four", "", ""}}, "steps"},
+        {{{"image", "not a png", "a.png", "image/png"}}, "is not a PNG"}}) {
+    const auto [bad_status, bad] = edit(items);
+    EXPECT_EQ(bad_status, 400) << message;
+    EXPECT_NE(bad.dump().find(message), std::string::npos) << bad.dump();
+  }
+  const auto not_multipart = c.Post("/v1/images/edits", R"({"prompt": "x"})", "application/json");
+  ASSERT_TRUE(not_multipart);
+  EXPECT_EQ(not_multipart->status, 400);
+  EXPECT_NE(not_multipart->body.find("multipart/form-data"), std::string::npos);
 }
 
 // The server's end of a kept-alive connection sends without Nagle's delay: a response written as headers, then body,

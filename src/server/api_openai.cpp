@@ -1,4 +1,4 @@
-// The OpenAI image API: POST /v1/images/generations, GET /v1/models (docs/SERVER.md).
+// The OpenAI image API: POST /v1/images/generations, POST /v1/images/edits, GET /v1/models (docs/SERVER.md).
 #include <regex>
 
 #include "http_context.h"
@@ -31,8 +31,7 @@ json generation_fields(const json& body) {
   return f;
 }
 
-void generations(Context& ctx, const httplib::Request& req, httplib::Response& res) {
-  const json body = parse_body(req);
+void generate(Context& ctx, const json& body, httplib::Response& res) {
   const std::string format = string_field(body, "response_format", "b64_json");
   if (format == "url")
     throw ParamError("response_format", "\"url\" is not supported: this server keeps no files to link to; ask for "
@@ -54,11 +53,42 @@ void generations(Context& ctx, const httplib::Request& req, httplib::Response& r
               {"seed", job->params.seed}});
 }
 
+// images.edit as the OpenAI SDK (and stable-diffusion.cpp's clients) send it: multipart/form-data with the image as
+// a file and every other field as text. The image becomes the init image of an img2img call (a Sprint model); the
+// numeric fields are read as JSON numbers, so "4" is 4 and "four" a 400 naming the field.
+json edit_body(const httplib::Request& req) {
+  if (!req.is_multipart_form_data())
+    throw HttpError(400, "invalid_request_error",
+                    "send multipart/form-data with an image file and a prompt (as the OpenAI SDK's images.edit does)");
+  json body = json::object();
+  for (const auto& [name, part] : req.files) {
+    if (name == "image" || name == "image[]") {
+      if (body.contains("init_image")) throw ParamError("image", "give one image (this server edits one at a time)");
+      body["init_image"] = base64_encode(part.content);
+    } else if (name == "mask") {
+      throw ParamError("mask", "is not supported: img2img here changes the whole image (leave the mask out)");
+    } else if (name == "n" || name == "seed" || name == "steps" || name == "guidance" || name == "strength" ||
+               name == "control_scale") {
+      const json number = json::parse(part.content, nullptr, false);
+      body[name] = number.is_number() ? number : json(part.content);
+    } else {
+      body[name] = part.content;
+    }
+  }
+  if (!body.contains("init_image")) throw ParamError("image", "is required (the image to edit, as a file part)");
+  return body;
+}
+
 }  // namespace
 
 void add_openai_routes(httplib::Server& server, Context& ctx) {
   route(server, ctx, "POST", "/v1/images/generations",
-              guarded([&ctx](const httplib::Request& req, httplib::Response& res) { generations(ctx, req, res); }));
+              guarded([&ctx](const httplib::Request& req, httplib::Response& res) {
+                generate(ctx, parse_body(req), res);
+              }));
+  route(server, ctx, "POST", "/v1/images/edits", guarded([&ctx](const httplib::Request& req, httplib::Response& res) {
+          generate(ctx, edit_body(req), res);
+        }));
   route(server, ctx, "GET", "/v1/models", guarded([&ctx](const httplib::Request&, httplib::Response& res) {
                reply_json(res, 200,
                           {{"object", "list"},
