@@ -112,3 +112,30 @@ TEST(Canny, EdgesOfASquareAndNothingInFlatAreas) {
   EXPECT_TRUE(at::equal(e[0], e[1]) && at::equal(e[1], e[2]));
   EXPECT_EQ(sana::canny_edges(at::full({3, 16, 16}, 0.5)).sum().item<float>(), 0);
 }
+
+// JPEG input (control and init images): libjpeg's decode equals Pillow's (which diffusers' load_image calls) on files
+// Pillow wrote: RGB at 4:2:0 and 4:4:4, and grey (replicated to RGB as Pillow's convert("RGB")).
+TEST(Jpeg, DecodesAsPillowDoes) {
+  for (const std::string name : {"rgb420", "rgb444", "gray"}) {
+    SCOPED_TRACE(name);
+    const std::string bytes = sana::read_text_file(sana::test::project_fixture("jpeg_pillow") + "/" + name + ".jpg");
+    ASSERT_TRUE(sana::is_jpeg(bytes));
+    const at::Tensor ours = sana::decode_jpeg(bytes, name);
+    const at::Tensor pillow = sana::load_png(sana::test::project_fixture("jpeg_pillow") + "/" + name + ".decoded.png");
+    ASSERT_EQ(ours.sizes(), pillow.sizes());
+    EXPECT_LE((ours - pillow).abs().max().item<float>() * 255, 0.5f);
+    // The same through the front ends' image sources (a data URL as a JSON API receives it).
+    const at::Tensor via_source =
+        sana::load_image_source("data:image/jpeg;base64," + sana::base64_encode(bytes), "init_image", false);
+    EXPECT_TRUE(at::equal(via_source, ours));
+  }
+  const std::string bytes = sana::read_text_file(sana::test::project_fixture("jpeg_pillow") + "/rgb420.jpg");
+  EXPECT_NE(sana::test::error_of([&] { sana::decode_jpeg(bytes, "x.jpg", 40); }).find("x.jpg is 53x37, more than the limit of 40"),
+            std::string::npos);
+  EXPECT_NE(sana::test::error_of([&] { sana::decode_jpeg(bytes.substr(0, 300), "cut.jpg"); }).find("cut.jpg is a broken"),
+            std::string::npos);
+  const std::string webp("RIFF\x10\x00\x00\x00WEBPVP8 ", 16);
+  EXPECT_NE(sana::test::error_of([&] { sana::load_image_source(sana::base64_encode(webp), "control_image", false); })
+                .find("control_image: is a WebP image"),
+            std::string::npos);
+}

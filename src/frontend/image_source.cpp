@@ -78,6 +78,9 @@ at::Tensor load_image_source(const std::string& source, const std::string& field
     bytes = base64_decode(source, field);
   }
   try {
+    if (is_jpeg(bytes)) return decode_jpeg(bytes, field, max_side);
+    if (bytes.size() >= 12 && bytes.compare(0, 4, "RIFF") == 0 && bytes.compare(8, 4, "WEBP") == 0)
+      throw ParamError(field, "is a WebP image, which this build cannot read: send a PNG or a JPEG");
     return decode_png(bytes, field, nullptr, max_side);
   } catch (const ParamError&) {
     throw;

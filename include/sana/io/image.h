@@ -23,6 +23,13 @@ void save_png(const std::string& path, const at::Tensor& image, const std::map<s
 // The JPEG file's bytes (libjpeg-turbo, 4:2:0) for image [3, H, W] in [0, 1]; quality 1..100.
 std::string encode_jpeg(const at::Tensor& image, int quality = 90);
 
+// Whether the bytes start as a JPEG file does (FF D8 FF).
+bool is_jpeg(const std::string& bytes);
+// A baseline or progressive JPEG (RGB or grey; grey replicated to RGB, as Pillow's convert("RGB")) as [3, H, W] float
+// in [0, 1], decoded by libjpeg(-turbo) with its defaults, as Pillow decodes it. Sides over `max_side` are refused
+// from the header, before any pixel memory is taken; errors name `what`.
+at::Tensor decode_jpeg(const std::string& bytes, const std::string& what, int max_side = kMaxImageSide);
+
 // An 8-bit PNG (gray, RGB or RGBA; alpha dropped; 16-bit stripped) as [3, H, W] float in [0, 1], plus its text
 // chunks. `what` names the source in errors ("control_image", a path). A side over `max_side` is refused from the
 // header, before any pixel memory is taken.
