@@ -109,6 +109,16 @@ TEST(Server, OpenAIAndJobsAndA1111GiveTheLibrarysImages) {
   ASSERT_EQ(status, 200) << r.dump();
   EXPECT_TRUE(at::equal(decode_b64(r["images"][0]), expected));
   EXPECT_EQ(json::parse(r["info"].get<std::string>())["seed"], 7);
+  // A1111's png-info reads the parameters back from the PNG it gave (clients' "send to txt2img").
+  const json info = post_json(c, "/sdapi/v1/png-info", {{"image", "data:image/png;base64," + r["images"][0].get<std::string>()}},
+                              &status);
+  ASSERT_EQ(status, 200) << info.dump();
+  EXPECT_EQ(info["parameters"]["Prompt"], "two red circles above a blue square");
+  EXPECT_EQ(info["parameters"]["Seed"], "7");
+  EXPECT_EQ(info["parameters"]["Steps"], "1");
+  EXPECT_EQ(info["items"]["parameters"], info["info"]);
+  post_json(c, "/sdapi/v1/png-info", {{"image", "@@@"}}, &status);
+  EXPECT_EQ(status, 400);
 
   r = post_json(c, "/sprint/v1/jobs", {{"prompt", "two red circles above a blue square"}, {"seed", 7}}, &status);
   ASSERT_EQ(status, 202) << r.dump();

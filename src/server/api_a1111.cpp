@@ -1,8 +1,12 @@
 // The Automatic1111 web UI API as its clients use it (SillyTavern, Open WebUI): txt2img, img2img with a ControlNet
 // unit, and the discovery routes they call first (docs/SERVER.md).
 #include <filesystem>
+#include <map>
+#include <sstream>
 
 #include "http_context.h"
+#include "sana/frontend/image_source.h"
+#include "sana/io/image.h"
 #include "sana/error.h"
 
 namespace sana::server {
@@ -65,6 +69,37 @@ void generate(Context& ctx, const httplib::Request& req, httplib::Response& res,
                      {"sampler_name", job->sampler}, {"sd_model_name", ctx.model_name},
                      {"batch_size", p.batch_count}};
   reply_json(res, 200, {{"images", images}, {"parameters", body}, {"info", info.dump()}});
+}
+
+// A1111's png-info: the text chunks of a PNG (ours carry "parameters": the prompt, then "Key: value, ..." lines), with
+// the parameters split into fields as A1111 clients read them.
+json png_info(const httplib::Request& req) {
+  const json body = parse_body(req);
+  std::string source = string_field(body, "image", "");
+  if (source.empty()) throw ParamError("image", "is required (a base64 PNG or data URL)");
+  if (source.rfind("data:", 0) == 0) source = source.substr(source.find(',') == std::string::npos ? 0 : source.find(',') + 1);
+  std::map<std::string, std::string> text;
+  try {
+    decode_png(base64_decode(source, "image"), "image", &text);
+  } catch (const ParamError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ParamError("image", e.what());
+  }
+  const std::string info = text.count("parameters") ? text["parameters"] : "";
+  json parameters = json::object();
+  const size_t newline = info.find('\n');
+  if (!info.empty()) parameters["Prompt"] = info.substr(0, newline);
+  if (newline != std::string::npos) {
+    std::stringstream fields(info.substr(newline + 1));
+    for (std::string item; std::getline(fields, item, ',');) {
+      const size_t colon = item.find(": ");
+      if (colon == std::string::npos) continue;
+      const size_t start = item.find_first_not_of(" \n");
+      parameters[item.substr(start, colon - start)] = item.substr(colon + 2);
+    }
+  }
+  return {{"info", info}, {"items", text}, {"parameters", parameters}};
 }
 
 json samplers(const Context& ctx) {
@@ -135,6 +170,9 @@ void add_a1111_routes(httplib::Server& server, Context& ctx) {
   route(server, ctx, "GET", "/sdapi/v1/progress", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, progress(ctx));
              }));
+  route(server, ctx, "POST", "/sdapi/v1/png-info", guarded([](const httplib::Request& q, httplib::Response& r) {
+                reply_json(r, 200, png_info(q));
+              }));
   route(server, ctx, "POST", "/sdapi/v1/interrupt", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                 ctx.worker.interrupt();
                 reply_json(r, 200, json::object());
