@@ -289,7 +289,7 @@ TEST(Server, DiscoveryRoutesAnswerWithTrueValues) {
   const sana::GenerationParams defaults = model_defaults(kStudent);
   EXPECT_EQ(health["native_size"]["width"], defaults.width);
   EXPECT_EQ(health["native_size"]["height"], defaults.height);
-  EXPECT_EQ(health["vae_factor"], 8);  // the shapes VAE (README: factor 8)
+  EXPECT_EQ(health["vae_factor"], sana::load_autoencoder_dc_config(kStudent + "/vae/config.json").spatial_factor());
   EXPECT_EQ(health["limits"]["max_side"], sana::server::ServerOptions{}.max_side);
   EXPECT_EQ(health["limits"]["max_pixels"], sana::server::ServerOptions{}.max_pixels);
   EXPECT_EQ(health["quantize"], "none");

@@ -63,20 +63,23 @@ std::string base64_encode(const std::string& bytes) {
   return out;
 }
 
-at::Tensor load_image_source(const std::string& source, const std::string& field, bool allow_files, int max_side) {
+std::string image_source_bytes(const std::string& source, const std::string& field, bool allow_files) {
   if (source.empty()) throw ParamError(field, "is empty");
-  std::string bytes;
   if (source.rfind("data:", 0) == 0) {
     const size_t comma = source.find(',');
     if (comma == std::string::npos || source.substr(0, comma).find(";base64") == std::string::npos)
       throw ParamError(field, "is a data URL without base64 data");
-    bytes = base64_decode(source.substr(comma + 1), field);
-  } else if (allow_files) {
-    if (!std::filesystem::is_regular_file(source)) throw ParamError(field, source + " is not a readable file");
-    bytes = read_text_file(source);
-  } else {
-    bytes = base64_decode(source, field);
+    return base64_decode(source.substr(comma + 1), field);
   }
+  if (allow_files) {
+    if (!std::filesystem::is_regular_file(source)) throw ParamError(field, source + " is not a readable file");
+    return read_text_file(source);
+  }
+  return base64_decode(source, field);
+}
+
+at::Tensor load_image_source(const std::string& source, const std::string& field, bool allow_files, int max_side) {
+  const std::string bytes = image_source_bytes(source, field, allow_files);
   try {
     if (is_jpeg(bytes)) return decode_jpeg(bytes, field, max_side);
     if (bytes.size() >= 12 && bytes.compare(0, 4, "RIFF") == 0 && bytes.compare(8, 4, "WEBP") == 0)

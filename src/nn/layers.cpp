@@ -46,8 +46,8 @@ void WeightedLayer::set_int8(at::Tensor q, at::Tensor scale, Int8Compute compute
 }
 
 void WeightedLayer::quantize_int8(Int8Compute compute) {
-  auto [q, scale] = quantize_int8_rows(weight);
-  set_int8(q.to(weight.device()), scale.to(weight.device()), compute);
+  auto [q, scale] = quantize_int8_rows(weight);  // on the weight's device
+  set_int8(std::move(q), std::move(scale), compute);
 }
 
 void WeightedLayer::prepare_int8(Int8Compute compute) {

@@ -71,9 +71,9 @@ void check_vae_fits(const AutoencoderDCConfig& vae, const std::string& vae_dir, 
 
 PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, const at::Device& device,
                                                        at::ScalarType dtype, const std::string& vae_dir) {
+  const ModelIndex index = open_pipeline_folder(dir, vae_dir.empty());
   // Configs first: a VAE that does not fit is refused before any weights are read.
   if (!vae_dir.empty()) check_vae_fits(vae_folder_config(vae_dir), vae_dir, dir);
-  const ModelIndex index = open_pipeline_folder(dir, vae_dir.empty());
   const fs::path root(dir);
   const auto options = at::TensorOptions().dtype(dtype).device(device);
   PipelineComponents c;
@@ -99,13 +99,11 @@ void PipelineComponents::attach_controlnet(const std::string& dir, at::ScalarTyp
 
 nn::QuantizeReport PipelineComponents::quantize_int8(const nn::QuantizeSettings& settings) {
   nn::QuantizeReport total;
+  if (settings.compute == nn::Int8Compute::none) return total;  // nothing to do, nothing to give back
   for (torch::nn::Module* m : std::initializer_list<torch::nn::Module*>{text_encoder.get(), transformer.get(),
                                                                        controlnet.get()}) {
     if (!m) continue;
-    const nn::QuantizeReport r = nn::quantize_int8(*m, settings);
-    total.layers += r.layers;
-    total.bytes_before += r.bytes_before;
-    total.bytes_after += r.bytes_after;
+    total += nn::quantize_int8(*m, settings);
   }
   release_free_memory();  // the floating weights' heap back to the system
   return total;

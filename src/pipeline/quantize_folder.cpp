@@ -84,9 +84,7 @@ nn::QuantizeReport quantize_pipeline_folder(const std::string& in, const std::st
       const nn::QuantizeReport r = nn::quantize_int8(*model, {nn::Int8Compute::weights, options.min_weights});
       nn::save_state_dict(*model, (temporary / c.name / (std::string(c.weights) + ".safetensors")).string(),
                           {{"format", "pt"}, {"quantization", about.dump()}});
-      total.layers += r.layers;
-      total.bytes_before += r.bytes_before;
-      total.bytes_after += r.bytes_after;
+      total += r;
       if (progress)
         progress(std::string(c.name) + ": " + std::to_string(r.layers) + " layers int8, " +
                  std::to_string(r.bytes_before >> 20) + " -> " + std::to_string(r.bytes_after >> 20) + " MiB");

@@ -75,12 +75,11 @@ void generate(Context& ctx, const httplib::Request& req, httplib::Response& res,
 // the parameters split into fields as A1111 clients read them.
 json png_info(const httplib::Request& req) {
   const json body = parse_body(req);
-  std::string source = string_field(body, "image", "");
+  const std::string source = string_field(body, "image", "");
   if (source.empty()) throw ParamError("image", "is required (a base64 PNG or data URL)");
-  if (source.rfind("data:", 0) == 0) source = source.substr(source.find(',') == std::string::npos ? 0 : source.find(',') + 1);
   std::map<std::string, std::string> text;
   try {
-    decode_png(base64_decode(source, "image"), "image", &text);
+    decode_png(image_source_bytes(source, "image", /*allow_files=*/false), "image", &text);
   } catch (const ParamError&) {
     throw;
   } catch (const Error& e) {

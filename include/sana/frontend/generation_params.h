@@ -16,6 +16,7 @@
 
 #include "sana/error.h"
 #include "sana/io/image.h"
+#include "sana/nn/int8.h"
 #include "sana/pipeline/options.h"
 
 namespace sana {
@@ -48,7 +49,7 @@ struct GenerationParams {
   std::string vae;
   // int8 weights for the text encoder, transformer and ControlNet: "" | int8 (weight-only) | w8a8 (CPU int8 products).
   std::string quantize;
-  int64_t quantize_min_weights = int64_t{1} << 16;  // layers with fewer weights stay as they are
+  int64_t quantize_min_weights = nn::kDefaultQuantizeMinWeights;  // layers with fewer weights stay as they are
   // img2img (Sprint models): the init image (same forms as control_image) and the share of the schedule it runs.
   std::string init_image;
   double strength = 0.6;

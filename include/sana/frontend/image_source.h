@@ -14,6 +14,8 @@ namespace sana {
 // decoding. Errors name `field`.
 at::Tensor load_image_source(const std::string& source, const std::string& field, bool allow_files,
                              int max_side = kMaxImageSide);
+// The file's bytes of such a source, undecoded (for reading a PNG's text chunks, say).
+std::string image_source_bytes(const std::string& source, const std::string& field, bool allow_files);
 
 // RFC 4648 base64 (padding optional on input; whitespace ignored). decode: Error naming `field` on bad input.
 std::string base64_decode(const std::string& text, const std::string& field);

@@ -13,6 +13,9 @@ namespace sana::nn {
 
 enum class Int8Compute { none, weights, dynamic };
 
+// Layers with fewer weights stay floating unless told otherwise (quantize.h says why).
+constexpr int64_t kDefaultQuantizeMinWeights = int64_t{1} << 16;
+
 // Symmetric per-row int8 of a floating weight [out, ...]: {q int8, scale fp32 [out, 1, ...]}, q = round(w / scale)
 // with scale = max|w_row| / 127 (rows of zeros get scale 1).
 std::pair<at::Tensor, at::Tensor> quantize_int8_rows(const at::Tensor& weight);

@@ -15,13 +15,20 @@ struct QuantizeSettings {
   Int8Compute compute = Int8Compute::weights;
   // Layers with fewer weights stay as they are: they save little memory and time, and small layers (time and
   // guidance embeddings, the output projection) are where rounding costs the most.
-  int64_t min_weights = int64_t{1} << 16;
+  int64_t min_weights = kDefaultQuantizeMinWeights;
 };
 
 struct QuantizeReport {
   int64_t layers = 0;          // layers made int8
   int64_t bytes_before = 0;    // their weights' bytes before
   int64_t bytes_after = 0;     // and after (int8 + scales)
+
+  QuantizeReport& operator+=(const QuantizeReport& r) {
+    layers += r.layers;
+    bytes_before += r.bytes_before;
+    bytes_after += r.bytes_after;
+    return *this;
+  }
 };
 
 QuantizeReport quantize_int8(torch::nn::Module& module, const QuantizeSettings& settings = {});
