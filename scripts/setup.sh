@@ -16,6 +16,8 @@ PACKAGES=(
   libjpeg62-turbo-dev   # JPEG output (the server's live frames)
   libcpp-httplib-dev    # HTTP server (sana-sprint serve) and the server tests' client
   chromium              # the live page's test in a real (headless) browser
+  python3-pil python3-numpy  # the Python package's test (python/tests) and the image fixtures' scripts
+  python3-venv python3-pip python3-setuptools python3-wheel  # `pip install ./python` in the install test
   jq gnuplot-nox        # recipes/shapes/plot.sh: training curves from the JSONL logs
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # scripts/fuzz.sh (libFuzzer) and scripts/sanitize.sh (ASan + UBSan)

@@ -253,23 +253,24 @@ int64_t resolve_seed(P& p) {
   return p.seed;
 }
 
-namespace {
-
-// The control image as the ControlNet expects it: white strokes on black (invert turns a canvas drawing around).
-at::Tensor prepared_control_image(const P& p, bool allow_files, int max_side) {
-  const at::Tensor image = load_image_source(p.control_image, "control_image", allow_files, max_side);
-  if (p.control_preprocess == "invert") return 1.0 - image;
-  if (p.control_preprocess == "canny") return canny_edges(image);
+at::Tensor prepare_control_image(const at::Tensor& image, const std::string& preprocess) {
+  if (preprocess == "invert") return 1.0 - image;
+  if (preprocess == "canny") return canny_edges(image);
   return image;
 }
 
-}  // namespace
-
 GenerateOptions to_generate_options(const P& p, bool allow_files, int max_image_side) {
+  at::Tensor control, init;
+  if (!p.control_image.empty()) control = load_image_source(p.control_image, "control_image", allow_files, max_image_side);
+  if (!p.init_image.empty()) init = load_image_source(p.init_image, "init_image", allow_files, max_image_side);
+  return to_generate_options(p, control, init);
+}
+
+GenerateOptions to_generate_options(const P& p, const at::Tensor& control_image, const at::Tensor& init_image) {
   GenerateOptions o;
-  if (!p.control_image.empty()) o.control_image = prepared_control_image(p, allow_files, max_image_side);
+  if (control_image.defined()) o.control_image = prepare_control_image(control_image, p.control_preprocess);
   o.controlnet_conditioning_scale = p.control_scale;
-  if (!p.init_image.empty()) o.image = load_image_source(p.init_image, "init_image", allow_files, max_image_side);
+  if (init_image.defined()) o.image = init_image;
   o.strength = p.strength;
   o.prompts = {p.prompt};
   o.negative_prompt = p.negative_prompt;

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <mutex>
+#include <vector>
 
 #include "sana/error.h"
 
@@ -30,16 +31,23 @@ struct SpmApi {
 
 std::string shim_path() {
   if (const char* env = std::getenv("SANA_SPM_SHIM"); env && *env) return env;
-  // Next to the running executable (installed layout), else where the build put it.
+  // Installed layouts: beside the shared library holding this code (libsana_sprint.so, the C API) or under its
+  // sana-sprint/ folder; beside the executable, its parent, or its ../lib/sana-sprint (cmake --install).
+  std::vector<fs::path> dirs;
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&shim_path), &info) && info.dli_fname) {
+    const fs::path object = fs::path(info.dli_fname).parent_path();
+    dirs.insert(dirs.end(), {object, object / "sana-sprint"});
+  }
   char exe[4096];
   const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n > 0) {
     exe[n] = '\0';
-    for (const fs::path& dir : {fs::path(exe).parent_path(), fs::path(exe).parent_path().parent_path()}) {
-      const fs::path candidate = dir / "libsana_spm.so";
-      if (fs::exists(candidate)) return candidate.string();
-    }
+    const fs::path bin = fs::path(exe).parent_path();
+    dirs.insert(dirs.end(), {bin, bin.parent_path(), bin.parent_path() / "lib" / "sana-sprint"});
   }
+  for (const fs::path& dir : dirs)
+    if (fs::exists(dir / "libsana_spm.so")) return (dir / "libsana_spm.so").string();
   return SANA_SPM_SHIM_BUILD_PATH;
 }
 

@@ -107,6 +107,13 @@ int64_t resolve_seed(GenerationParams& params);
 // side over `max_image_side` are refused before they are decoded (a server's bound on memory per request).
 GenerateOptions to_generate_options(const GenerationParams& params, bool allow_files = true,
                                     int max_image_side = kMaxImageSide);
+// The same with the control and init images already decoded ([3, H, W] in [0, 1]; undefined: none), as an embedding
+// program hands them over (the C API): the params' control_image and init_image sources are not read.
+GenerateOptions to_generate_options(const GenerationParams& params, const at::Tensor& control_image,
+                                    const at::Tensor& init_image);
+// The control image as the ControlNet expects it, white strokes on black: `preprocess` none | invert (a canvas
+// drawing, black on white, turned around) | canny (the edges of a photo).
+at::Tensor prepare_control_image(const at::Tensor& image, const std::string& preprocess);
 
 // The PNG "parameters" text of image `index` of a call (A1111's layout: the prompt, then "Key: value, ...").
 std::string png_parameters(const GenerationParams& params, const std::string& sampler, const at::Tensor& timesteps,
