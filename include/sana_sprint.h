@@ -64,6 +64,8 @@ typedef struct sana_ctx_params {
   const char* vae_dir;       /* an AutoencoderDC folder used instead of the model's vae/ (e.g. DC-AE-Lite) */
   const char* quantize;      /* NULL or "" | "int8" (weight-only) | "w8a8" (int8 products on the CPU) */
   int64_t quantize_min_weights; /* layers with fewer weights are not quantized */
+  const char* const* loras;  /* n_loras LoRA files fused into the weights, each "FILE" or "FILE:SCALE" (docs/LORA.md) */
+  int n_loras;
 } sana_ctx_params;
 
 /* Called at each stage of a call ("text encoder", "step 1/2", "vae decode") with the seconds since the call began.

@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "sana/io/image.h"
+#include "sana/io/safetensors.h"
+#include "sana/models/sana_transformer.h"
+#include "sana/nn/lora.h"
 #include "test_util.h"
 
 namespace {
@@ -155,6 +158,39 @@ TEST(CApi, ControlNetAndImg2ImgSameBytesAsTheCli) {
                               dir, "img2img"),
                     img2img.img);
   sana_ctx_free(ctx);
+}
+
+TEST(CApi, LorasSameBytesAsTheCli) {
+  sana::test::TempDir dir;
+  // A random rank-4 LoRA on the first self-attention's query, sized from the model.
+  const auto t = sana::SanaTransformer2DModel::from_pretrained(kSprint + "/transformer", at::TensorOptions());
+  const at::Tensor& w = sana::nn::weighted_layers(*t).at("transformer_blocks.0.attn1.to_q")->weight;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  const std::string lora = dir.file("lora.safetensors");
+  sana::save_safetensors(lora, {{"transformer_blocks.0.attn1.to_q.lora_A.weight", at::randn({4, w.size(1)}, gen) * 0.3},
+                                {"transformer_blocks.0.attn1.to_q.lora_B.weight", at::randn({w.size(0), 4}, gen) * 0.3}});
+  const std::string spec = lora + ":0.8";
+  const char* loras[] = {spec.c_str()};
+  sana_ctx_params p;
+  sana_ctx_params_init(&p);
+  p.model_dir = kSprint.c_str();
+  p.loras = loras;
+  p.n_loras = 1;
+  sana_ctx* ctx = sana_ctx_new(&p);
+  ASSERT_NE(ctx, nullptr) << sana_last_error();
+  sana_gen_params g = defaults_of(ctx, "a red circle", 4);
+  Image out;
+  ASSERT_EQ(sana_generate(ctx, &g, &out.img), SANA_OK) << sana_last_error();
+  expect_same_bytes(cli_image("-m " + kSprint + " -p 'a red circle' -s 4 --lora " + spec, dir, "lora"), out.img);
+  EXPECT_FALSE(at::equal(cli_image("-m " + kSprint + " -p 'a red circle' -s 4", dir, "plain"), tensor_of(out.img)));
+  sana_ctx_free(ctx);
+  const char* missing[] = {"/no/such/lora.safetensors"};
+  p.loras = missing;
+  EXPECT_EQ(sana_ctx_new(&p), nullptr);
+  EXPECT_NE(std::string(sana_last_error()).find("/no/such/lora.safetensors"), std::string::npos) << sana_last_error();
+  p.loras = nullptr;
+  EXPECT_EQ(sana_ctx_new(&p), nullptr);
+  EXPECT_STREQ(sana_last_error(), "loras is NULL or n_loras negative");
 }
 
 TEST(CApi, TwoContextsAndOneContextFromTwoThreads) {

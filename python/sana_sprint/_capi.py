@@ -49,6 +49,8 @@ class sana_ctx_params(ctypes.Structure):
         ("vae_dir", ctypes.c_char_p),
         ("quantize", ctypes.c_char_p),
         ("quantize_min_weights", ctypes.c_int64),
+        ("loras", ctypes.POINTER(ctypes.c_char_p)),
+        ("n_loras", ctypes.c_int),
     ]
 
 

@@ -108,10 +108,11 @@ class SanaSprintPipeline:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, dtype="fp32", device="cpu", controlnet=None, vae=None,
-                        quantize=None, n_threads=0, quantize_min_weights=None):
+                        quantize=None, n_threads=0, quantize_min_weights=None, loras=()):
         """Loads a diffusers pipeline folder. dtype: fp32 | bf16 | fp16 (CUDA); device: cpu | cuda[:N];
         controlnet: a SanaControlNetModel folder to attach; vae: an AutoencoderDC folder instead of the model's vae/;
-        quantize: None | "int8" | "w8a8"; n_threads: CPU threads (0: all cores)."""
+        quantize: None | "int8" | "w8a8"; n_threads: CPU threads (0: all cores); loras: LoRA files fused into the
+        weights, each a path or (path, scale) (docs/LORA.md)."""
         lib = _capi.library()
         params = _capi.sana_ctx_params()
         lib.sana_ctx_params_init(ctypes.byref(params))
@@ -120,6 +121,10 @@ class SanaSprintPipeline:
                 _bytes(quantize, "quantize")]
         params.model_dir, params.device, params.dtype, params.controlnet_dir, params.vae_dir, params.quantize = keep
         params.n_threads = n_threads
+        specs = [_bytes(l if isinstance(l, (str, os.PathLike)) else "%s:%r" % (os.fspath(l[0]), float(l[1])), "loras")
+                 for l in loras]
+        lora_array = (ctypes.c_char_p * max(1, len(specs)))(*specs)
+        params.loras, params.n_loras = ctypes.cast(lora_array, ctypes.POINTER(ctypes.c_char_p)), len(specs)
         if quantize_min_weights is not None:
             params.quantize_min_weights = quantize_min_weights
         handle = lib.sana_ctx_new(ctypes.byref(params))

@@ -3,7 +3,9 @@ to image, ControlNet, img2img), the three output types, cancellation from anothe
 
 Run by CTest (tests/CMakeLists.txt) with SANA_SPRINT_LIBRARY, SANA_CLI, SANA_MODELS_DIR and SANA_CONTROL_IMAGE set.
 """
+import json
 import os
+import struct
 import subprocess
 import tempfile
 import threading
@@ -86,6 +88,42 @@ class SameBytesAsTheCli(unittest.TestCase):
         self.assertGreaterEqual(out.seeds[0], 0)
         again = self.sprint("a red circle", seed=out.seeds[0]).images[0]
         self.assertEqual(again.tobytes(), out.images[0].tobytes())
+
+
+def write_safetensors(path, tensors):
+    """A float32 .safetensors file (the format's header, then the data), for the LoRA test."""
+    header, blobs, offset = {}, [], 0
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+class Loras(unittest.TestCase):
+    def test_lora_same_bytes_as_the_cli(self):
+        with open(os.path.join(SPRINT, "transformer", "config.json")) as f:
+            config = json.load(f)
+        dim = config["num_attention_heads"] * config["attention_head_dim"]
+        rng = np.random.default_rng(0)
+        with tempfile.TemporaryDirectory() as tmp:
+            lora = os.path.join(tmp, "lora.safetensors")
+            write_safetensors(lora, {
+                "transformer.transformer_blocks.0.attn1.to_q.lora_A.weight": rng.normal(0, 0.3, (4, dim)),
+                "transformer.transformer_blocks.0.attn1.to_q.lora_B.weight": rng.normal(0, 0.3, (dim, 4))})
+            with SanaSprintPipeline.from_pretrained(SPRINT, loras=[(lora, 0.8)]) as pipe:
+                ours = pipe("a red circle", seed=4).images[0]
+            cli = cli_image(tmp, "lora", "-m", SPRINT, "-p", "a red circle", "-s", "4", "--lora", lora + ":0.8")
+            plain = cli_image(tmp, "plain", "-m", SPRINT, "-p", "a red circle", "-s", "4")
+            self.assertEqual(cli.tobytes(), ours.tobytes())
+            self.assertNotEqual(plain.tobytes(), ours.tobytes())
+            with self.assertRaises(SanaSprintError) as e:
+                SanaSprintPipeline.from_pretrained(SPRINT, loras=[os.path.join(tmp, "missing.safetensors")])
+            self.assertIn("missing.safetensors", str(e.exception))
 
 
 class CancelAndErrors(unittest.TestCase):

@@ -41,6 +41,7 @@ struct Context {
   std::unique_ptr<sana::Pipeline> pipe;
   std::string model_dir, controlnet_dir, vae_dir, quantize, device, dtype, class_name;
   int n_threads = 0;
+  std::vector<sana::LoraSpec> loras;
   GenerationParams defaults;  // the library's, with the folder's generation_defaults.json applied
   std::mutex call;            // one call at a time
   std::mutex state;
@@ -201,6 +202,9 @@ void check_ctx_params(const sana_ctx_params& p) {
                   std::to_string(cores) + " cores");
   if (p.quantize_min_weights < 0) throw invalid("quantize_min_weights must be 0 or more");
   if (!p.device || !p.dtype) throw invalid(std::string(p.device ? "dtype" : "device") + " is NULL");
+  if (p.n_loras < 0 || (p.n_loras > 0 && !p.loras)) throw invalid("loras is NULL or n_loras negative");
+  for (int i = 0; i < p.n_loras; ++i)
+    if (!p.loras[i]) throw invalid("loras[" + std::to_string(i) + "] is NULL");
 }
 
 std::shared_ptr<Context> load_context(const sana_ctx_params& cp) {
@@ -213,6 +217,7 @@ std::shared_ptr<Context> load_context(const sana_ctx_params& cp) {
   c->device = cp.device;
   c->dtype = cp.dtype;
   c->n_threads = cp.n_threads;
+  for (int i = 0; i < cp.n_loras; ++i) c->loras.push_back(sana::parse_lora_spec(cp.loras[i], "loras[" + std::to_string(i) + "]"));
   GenerationParams p;
   p.model = c->model_dir;
   p.device = c->device;
@@ -224,7 +229,7 @@ std::shared_ptr<Context> load_context(const sana_ctx_params& cp) {
   sana::set_threads(c->n_threads);
   try {
     c->pipe = sana::load_pipeline(c->model_dir, device, dtype,
-                                  {c->controlnet_dir, c->vae_dir, c->quantize, cp.quantize_min_weights});
+                                  {c->controlnet_dir, c->vae_dir, c->quantize, cp.quantize_min_weights, c->loras});
   } catch (const sana::Error& e) {
     throw ApiError(SANA_ERR_LOAD, e.what());
   }

@@ -234,6 +234,7 @@ void validate(const P& p) {
           "must be between 0 and 1, got " + num(p.strength));
   if (!p.init_image.empty())  // the pipeline's own rule (diffusers'): at least one step must remain
     check_parses("strength", [&] { img2img_first_step(p.steps, p.strength); });
+  for (const std::string& lora : p.lora) check_parses("lora", [&] { parse_lora_spec(lora); });
   check_parses("dtype", [&] { parse_dtype(p.dtype, "dtype"); });
   require(!(p.dtype == "fp16" || p.dtype == "float16") || p.device.rfind("cuda", 0) == 0, "dtype",
           "fp16 runs on CUDA only; on the CPU use fp32 or bf16");
@@ -246,6 +247,12 @@ void validate_for_model(const P& p) {
   const int f = load_autoencoder_dc_config(vae_config.string()).spatial_factor();
   for (const auto& [name, v] : {std::pair<const char*, int>{"width", p.width}, {"height", p.height}})
     require(v % f == 0, name, "must be a multiple of the VAE factor " + std::to_string(f) + ", got " + std::to_string(v));
+}
+
+PipelineLoadOptions load_options(const P& p) {
+  PipelineLoadOptions o{p.controlnet, p.vae, p.quantize, p.quantize_min_weights, {}};
+  for (const std::string& lora : p.lora) o.loras.push_back(parse_lora_spec(lora));
+  return o;
 }
 
 int64_t resolve_seed(P& p) {
@@ -304,6 +311,7 @@ std::string png_parameters(const P& p, const std::string& sampler, const at::Ten
       << p.control_scale << ", Control preprocess: " << p.control_preprocess;
   if (!p.init_image.empty()) s << ", Denoising strength: " << p.strength;
   if (!p.vae.empty()) s << ", VAE: " << p.vae;
+  for (const std::string& lora : p.lora) s << ", LoRA: " << lora;
   if (!p.quantize.empty()) s << ", Quantize: " << p.quantize;
   s << ", Dtype: " << p.dtype << ", Software: " << software;
   return s.str();

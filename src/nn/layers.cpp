@@ -20,27 +20,57 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
 }
 
 at::Tensor Conv2d::forward(const at::Tensor& x) const {
-  if (is_int8())
-    return at::conv2d(x, dequantize_int8(weight, weight_scale, x.scalar_type()),
-                      bias.defined() ? bias.to(x.scalar_type()) : bias, {stride, stride}, {padding, padding}, {1, 1},
-                      groups);
-  return at::conv2d(x, weight, bias, {stride, stride}, {padding, padding}, {1, 1}, groups);
+  at::Tensor y = is_int8() ? at::conv2d(x, dequantize_int8(weight, weight_scale, x.scalar_type()),
+                                        bias.defined() ? bias.to(x.scalar_type()) : bias, {stride, stride},
+                                        {padding, padding}, {1, 1}, groups)
+                           : at::conv2d(x, weight, bias, {stride, stride}, {padding, padding}, {1, 1}, groups);
+  if (lora.empty()) return y;
+  // PEFT's convolution LoRA: down is a convolution like this one (kernel, stride, padding), up a 1x1 one.
+  return add_lora(x, std::move(y), [this](const at::Tensor& v, const at::Tensor& w, bool down) {
+    const at::Tensor kernel = w.dim() == 4 ? w : w.view({w.size(0), w.size(1), 1, 1});
+    return down ? at::conv2d(v, kernel, {}, {stride, stride}, {padding, padding}) : at::conv2d(v, kernel);
+  });
 }
 
 at::Tensor Conv2d::forward_pointwise_tokens(const at::Tensor& x) const {
   TORCH_CHECK(weight.size(2) == 1 && weight.size(3) == 1 && groups == 1 && stride == 1,
               "forward_pointwise_tokens needs a 1x1 convolution");
-  if (is_int8()) return int8_linear(x, weight.flatten(1), weight_scale, bias, int8);
-  return at::linear(x, weight.flatten(1), bias);
+  at::Tensor y = is_int8() ? int8_linear(x, weight.flatten(1), weight_scale, bias, int8)
+                           : at::linear(x, weight.flatten(1), bias);
+  if (lora.empty()) return y;
+  return add_lora(x, std::move(y),
+                  [](const at::Tensor& v, const at::Tensor& w, bool) { return at::linear(v, w.flatten(1)); });
+}
+
+void WeightedLayer::replace_weight(at::Tensor w) {
+  // The registered "weight" is replaced (same name, same position), so state_dict() and checkpoints see the new one.
+  parameters_["weight"] = w;
+  weight = std::move(w);
+}
+
+void WeightedLayer::fuse_lora(const LoraDelta& d) {
+  TORCH_CHECK(!is_int8(), "fuse_lora: an int8 weight takes LoRAs on the side path only");
+  // W + scale * up . down, summed in fp32 (fp64 stays fp64) and rounded once to the weight's dtype.
+  const auto acc = accumulation_dtype(weight.scalar_type());
+  const at::Tensor delta = at::mm(d.up.flatten(1).to(acc), d.down.flatten(1).to(acc)).view(weight.sizes());
+  at::Tensor fused = (weight.to(acc) + delta * d.scale).to(weight.scalar_type());
+  if (!lora_original.defined()) lora_original = weight;  // the original tensor itself: nothing is copied
+  replace_weight(std::move(fused));
+}
+
+void WeightedLayer::unfuse_lora() {
+  if (!lora_original.defined()) return;
+  replace_weight(lora_original);
+  lora_original = at::Tensor();
 }
 
 void WeightedLayer::set_int8(at::Tensor q, at::Tensor scale, Int8Compute compute) {
   TORCH_CHECK(!is_int8(), "quantize_int8: the weight is int8 already");
   TORCH_CHECK(compute != Int8Compute::none, "quantize_int8: no int8 compute mode given");
-  // The registered "weight" is replaced in place (same name, same position), so the floating tensor is freed once
-  // this layer's own handle lets go of it too.
-  parameters_["weight"] = q;
-  weight = q;
+  // The floating tensor is freed once this layer's own handle lets go of it too; LoRAs fused before stay fused
+  // (the int8 rows hold them), so the weight they replaced is let go as well.
+  replace_weight(q);
+  lora_original = at::Tensor();
   weight_scale = register_buffer("weight_scale", std::move(scale));
   int8 = compute;
 }

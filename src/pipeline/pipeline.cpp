@@ -1,10 +1,14 @@
 // Pipeline components, the shared prompt encoding entry and the folder -> pipeline loader (pipeline.h).
 #include "sana/pipeline/pipeline.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "sana/error.h"
 #include "sana/io/config.h"
+#include "sana/io/lora_file.h"
 #include "sana/pipeline/prompt_encoding.h"
 #include "sana/pipeline/sana.h"
 #include "sana/pipeline/sana_sprint.h"
@@ -97,6 +101,46 @@ void PipelineComponents::attach_controlnet(const std::string& dir, at::ScalarTyp
   controlnet = SanaControlNetModel::from_pretrained(dir, at::TensorOptions().dtype(dtype).device(device));
 }
 
+LoraSpec parse_lora_spec(const std::string& text, const std::string& field) {
+  LoraSpec spec{text, 1};
+  if (const size_t colon = text.rfind(':'); colon != std::string::npos) {
+    const std::string tail = text.substr(colon + 1);
+    char* end = nullptr;
+    const double scale = std::strtod(tail.c_str(), &end);
+    if (!tail.empty() && end && *end == '\0') spec = {text.substr(0, colon), scale};
+  }
+  if (spec.path.empty()) throw Error(field + ": '" + text + "' names no file (FILE or FILE:SCALE)");
+  if (!std::isfinite(spec.scale) || std::abs(spec.scale) > 10)
+    throw Error(field + ": the scale of " + spec.path + " must be between -10 and 10, got " + c10::str(spec.scale));
+  return spec;
+}
+
+nn::LoraReport PipelineComponents::apply_lora(const LoraSpec& spec, bool side) {
+  std::vector<std::pair<std::string, std::set<std::string>>> modules;
+  std::vector<std::pair<std::string, nn::Module*>> targets = {{"transformer", transformer.get()}};
+  if (controlnet) targets.push_back({"controlnet", controlnet.get()});
+  for (const auto& [name, module] : targets) {
+    std::set<std::string> names;
+    for (const auto& [n, layer] : nn::weighted_layers(*module)) names.insert(n);
+    modules.push_back({name, std::move(names)});
+  }
+  const LoraFile file = read_lora_file(spec.path, modules);
+  for (const LoraLayer& l : file.layers)
+    if (l.component == "controlnet" && !controlnet)
+      throw Error(spec.path + ": tensor " + l.tensor + " is for a ControlNet, and this pipeline has none");
+  nn::LoraReport total;
+  for (const auto& [name, module] : targets) {
+    const nn::LoraReport r = nn::apply_lora(*module, file, name, spec.scale, side);
+    total.fused += r.fused, total.side += r.side;
+  }
+  return total;
+}
+
+void PipelineComponents::remove_loras() {
+  nn::remove_loras(*transformer);
+  if (controlnet) nn::remove_loras(*controlnet);
+}
+
 nn::QuantizeReport PipelineComponents::quantize_int8(const nn::QuantizeSettings& settings) {
   nn::QuantizeReport total;
   if (settings.compute == nn::Int8Compute::none) return total;  // nothing to do, nothing to give back
@@ -161,6 +205,7 @@ std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device
   else
     pipe = std::make_unique<SanaPipeline>(std::move(c), load_flow_scheduler_config(scheduler));
   if (!load.controlnet_dir.empty()) pipe->components.attach_controlnet(load.controlnet_dir, dtype);
+  for (const LoraSpec& lora : load.loras) pipe->components.apply_lora(lora);
   pipe->components.quantize_int8({int8, load.quantize_min_weights});
   return pipe;
 }

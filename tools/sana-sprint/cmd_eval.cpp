@@ -154,7 +154,7 @@ int run_eval_model(EvalCommand& c) {
   prepare_generation(p, *c.flags);
   resolve_seed(p);
   note("loading " + p.model);
-  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), {p.controlnet, p.vae, p.quantize, p.quantize_min_weights});
+  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), load_options(p));
   if (c.control && !pipe->components.controlnet)
     throw Error("--control: " + p.model + " has no ControlNet (give --controlnet DIR)");
   fs::create_directories(c.out);

@@ -52,9 +52,10 @@ int run_generate(GenerateCommand& c) {
 
   double t0 = now();
   note("loading " + p.model + " (" + p.dtype + " on " + p.device + ")");
-  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), {p.controlnet, p.vae, p.quantize, p.quantize_min_weights});
+  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), load_options(p));
   note("loaded " + pipe->class_name() + (pipe->components.controlnet ? " with a ControlNet" : "") +
        (p.vae.empty() ? "" : " with the VAE of " + p.vae) +
+       (p.lora.empty() ? "" : " with " + std::to_string(p.lora.size()) + " LoRA(s)") +
        (p.quantize.empty() ? "" : ", " + p.quantize + " weights,") + " in " +
        seconds(now() - t0));
 

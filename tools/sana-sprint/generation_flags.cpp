@@ -82,6 +82,10 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
     add("vae", app->add_option("--vae", p.vae,
                                "use this AutoencoderDC folder instead of the model's vae/ (e.g. DC-AE-Lite; it must "
                                "share the model's latent space)"));
+  if (want("lora"))
+    add("lora", app->add_option("--lora", p.lora,
+                                "a LoRA .safetensors fused into the weights, FILE or FILE:SCALE (diffusers/PEFT or "
+                                "kohya names; repeat for several)"));
   if (want("quantize"))
     add("quantize", app->add_option("--quantize", p.quantize,
                                     "int8 weights for the text encoder, transformer and ControlNet: int8 (weight-only, "

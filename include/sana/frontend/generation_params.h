@@ -18,6 +18,7 @@
 #include "sana/io/image.h"
 #include "sana/nn/int8.h"
 #include "sana/pipeline/options.h"
+#include "sana/pipeline/pipeline.h"
 
 namespace sana {
 
@@ -50,6 +51,9 @@ struct GenerationParams {
   // int8 weights for the text encoder, transformer and ControlNet: "" | int8 (weight-only) | w8a8 (CPU int8 products).
   std::string quantize;
   int64_t quantize_min_weights = nn::kDefaultQuantizeMinWeights;  // layers with fewer weights stay as they are
+  // LoRA files fused into the weights at load, "FILE" or "FILE:SCALE" (docs/LORA.md). Not a JSON field: a server
+  // loads its model once.
+  std::vector<std::string> lora;
   // img2img (Sprint models): the init image (same forms as control_image) and the share of the schedule it runs.
   std::string init_image;
   double strength = 0.6;
@@ -98,6 +102,9 @@ void validate(const GenerationParams& params);
 // The size rule that needs the model: width and height multiples of the folder's VAE factor (read from
 // vae/config.json, before any weights are loaded).
 void validate_for_model(const GenerationParams& params);
+
+// How `params` loads its pipeline: the ControlNet and VAE folders, LoRAs and quantization (load_pipeline's options).
+PipelineLoadOptions load_options(const GenerationParams& params);
 
 // Replaces a seed of -1 with a random one; returns the seed.
 int64_t resolve_seed(GenerationParams& params);

@@ -19,6 +19,13 @@ using torch::nn::Module;
 // the reference for derivative checks).
 inline at::ScalarType accumulation_dtype(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
+// One LoRA update of a layer's weight, dW = scale * up . down, with the tensors as LoRA files store them: down
+// [r, in] (a convolution's [r, in, k, k]), up [out, r] ([out, r, 1, 1]); scale = the user's scale * alpha / r.
+struct LoraDelta {
+  at::Tensor down, up;
+  double scale = 1;
+};
+
 // A layer with a `weight` (and maybe a `bias`) that can hold its weight as int8 (int8.h): the parameter named
 // "weight" becomes the int8 tensor and a buffer "weight_scale" appears beside it, so state_dict() and checkpoints
 // carry the int8 layout by the same names.
@@ -34,8 +41,27 @@ class WeightedLayer : public Module {
   at::Tensor weight_scale;  // int8 only: fp32 [out, 1, ...]
   Int8Compute int8 = Int8Compute::none;
 
+  // LoRA (lora.h), in one of two forms: fused into `weight` (fuse_lora; the weight it replaced is kept, so
+  // unfuse_lora restores it bit for bit), or beside it (`lora`: each output gets scale * (x down^T) up^T added; for
+  // int8 weights, or when the LoRAs change from call to call).
+  void fuse_lora(const LoraDelta& delta);
+  void unfuse_lora();
+  bool lora_fused() const { return lora_original.defined(); }
+  std::vector<LoraDelta> lora;
+
+ protected:
+  // y plus the side-path LoRAs for input x: `product(x, down)` then `product(., up)` is the layer's own operation.
+  template <class Product>
+  at::Tensor add_lora(const at::Tensor& x, at::Tensor y, Product&& product) const {
+    for (const LoraDelta& d : lora)
+      y = y + product(product(x, d.down.to(x.scalar_type()), true), d.up.to(x.scalar_type()), false) * d.scale;
+    return y;
+  }
+
  private:
   void set_int8(at::Tensor q, at::Tensor scale, Int8Compute compute);
+  void replace_weight(at::Tensor w);
+  at::Tensor lora_original;  // the weight before the first fuse_lora
 };
 
 // y = x W^T + b, W [out, in].
@@ -43,7 +69,9 @@ class Linear : public WeightedLayer {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias, const at::TensorOptions& options);
   at::Tensor forward(const at::Tensor& x) const {
-    return is_int8() ? int8_linear(x, weight, weight_scale, bias, int8) : at::linear(x, weight, bias);
+    at::Tensor y = is_int8() ? int8_linear(x, weight, weight_scale, bias, int8) : at::linear(x, weight, bias);
+    if (lora.empty()) return y;
+    return add_lora(x, std::move(y), [](const at::Tensor& v, const at::Tensor& w, bool) { return at::linear(v, w); });
   }
 };
 

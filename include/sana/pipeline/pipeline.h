@@ -18,12 +18,21 @@
 #include "sana/models/gemma2.h"
 #include "sana/models/sana_controlnet.h"
 #include "sana/models/sana_transformer.h"
+#include "sana/nn/lora.h"
 #include "sana/nn/quantize.h"
 #include "sana/pipeline/options.h"
 #include "sana/pipeline/prefix_cache.h"
 #include "sana/text/tokenizer.h"
 
 namespace sana {
+
+// A LoRA file and the factor on it (docs/LORA.md).
+struct LoraSpec {
+  std::string path;
+  double scale = 1;
+};
+// "FILE" or "FILE:SCALE" (SCALE a number; a path that itself holds ':' needs the explicit ":1"). Error naming `field`.
+LoraSpec parse_lora_spec(const std::string& text, const std::string& field = "lora");
 
 struct PipelineComponents {
   std::shared_ptr<GemmaTokenizer> tokenizer;   // may be null when every call passes prompt embeddings
@@ -54,6 +63,13 @@ struct PipelineComponents {
   // Makes the large matrix weights of the text encoder, the transformer and the ControlNet int8 (nn/quantize.h);
   // the VAE keeps its dtype. Returns the sum over the components.
   nn::QuantizeReport quantize_int8(const nn::QuantizeSettings& settings);
+
+  // Applies a LoRA file (io/lora_file.h) to the transformer and, for its controlnet tensors, the ControlNet: fused
+  // into floating weights, on the side path for int8 ones or when `side` (nn/lora.h). Errors name the file and the
+  // tensor, and leave the weights as they were.
+  nn::LoraReport apply_lora(const LoraSpec& spec, bool side = false);
+  // Undoes every LoRA: fused weights restored bit for bit, side paths cleared.
+  void remove_loras();
 
   // Latent spatial factor (32 for the real DC-AE).
   int vae_scale_factor() const { return vae->config().spatial_factor(); }
@@ -115,12 +131,13 @@ struct PipelineLoadOptions {
   std::string vae_dir;         // an AutoencoderDC folder used instead of the folder's vae/ (DC-AE-Lite, ...)
   std::string quantize;        // "" | int8 | w8a8: PipelineComponents::quantize_int8 after loading
   int64_t quantize_min_weights = nn::QuantizeSettings{}.min_weights;
+  std::vector<LoraSpec> loras;  // fused before quantizing (on the side path when the folder's weights are int8)
 };
 
 // The pipeline of a diffusers folder: SanaSprintPipeline / SanaSprintImg2ImgPipeline for a Sprint transformer (it
 // has a guidance embedding), SanaPipeline / SanaControlNetPipeline for a teacher's; a `controlnet` component is
 // loaded with it, and `load.controlnet_dir` (a SanaControlNetModel folder) attaches one; `load.vae_dir` replaces the
-// VAE; `load.quantize` makes the weights int8. Errors name the missing file, folder or component.
+// VAE; `load.loras` are applied; `load.quantize` makes the weights int8. Errors name the missing file, folder or component.
 std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device& device, at::ScalarType dtype,
                                         const PipelineLoadOptions& load = {});
 
