@@ -16,6 +16,9 @@
 #include "sana/frontend/image_source.h"
 #include "sana/io/config.h"
 #include "sana/io/image.h"
+#include "sana/io/safetensors.h"
+#include "sana/models/sana_transformer.h"
+#include "sana/nn/lora.h"
 #include "sana/pipeline/pipeline.h"
 #include "sana/server/server.h"
 #include "sana/server/worker.h"
@@ -570,4 +573,109 @@ TEST(Server, WarmUpRunsOneSmallGenerationWhateverTheDefaults) {
     server.stop();
     t.join();
   }
+}
+
+namespace {
+
+// A random rank-4 LoRA on the first self-attention's query and key, sized from the model, written as NAME.safetensors.
+void write_random_lora(const std::string& path, uint64_t seed, int64_t in_extra = 0) {
+  const auto t = sana::SanaTransformer2DModel::from_pretrained(kStudent + "/transformer", at::TensorOptions());
+  const auto layers = sana::nn::weighted_layers(*t);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const char* m : {"transformer_blocks.0.attn1.to_q", "transformer_blocks.0.attn1.to_k"}) {
+    const at::Tensor& w = layers.at(m)->weight;
+    tensors.push_back({std::string("transformer.") + m + ".lora_A.weight", at::randn({4, w.size(1) + in_extra}, gen) * 0.3});
+    tensors.push_back({std::string("transformer.") + m + ".lora_B.weight", at::randn({w.size(0), 4}, gen) * 0.3});
+  }
+  sana::save_safetensors(path, tensors);
+}
+
+}  // namespace
+
+// Per-request LoRAs: prompt tags and the "loras" field on every route, each image equal to the library's with the
+// same LoRAs fused (what `generate --lora` runs), switching between LoRAs and none without leaking one request's
+// LoRA into the next, and 400s for unknown names, bad names and a LoRA that does not fit (the server goes on).
+TEST(Server, PerRequestLorasAreTheLibrarysAndDoNotLeak) {
+  sana::test::TempDir dir;
+  write_random_lora(dir.file("alpha.safetensors"), 1);
+  write_random_lora(dir.file("beta.safetensors"), 2);
+  sana::server::ServerOptions o;
+  o.lora_dir = dir.path().string();
+  LiveServer s(o);
+  auto c = s.client();
+
+  const auto pipe = sana::load_pipeline(kStudent, at::kCPU, at::kFloat);
+  const auto expected = [&](std::vector<sana::LoraSpec> loras) {
+    for (const auto& l : loras) pipe->components.apply_lora(l);
+    sana::GenerationParams p = model_defaults(kStudent);
+    p.prompt = "a red circle", p.seed = 3;
+    const at::Tensor img = pipe->generate(sana::to_generate_options(p)).images[0];
+    pipe->components.remove_loras();
+    return sana::decode_png(sana::encode_png(img), "library");
+  };
+  const at::Tensor none = expected({}), alpha = expected({{dir.file("alpha.safetensors"), 0.8}}),
+                   beta = expected({{dir.file("beta.safetensors"), 1.0}}),
+                   both = expected({{dir.file("alpha.safetensors"), 0.8}, {dir.file("beta.safetensors"), 1.0}});
+  ASSERT_FALSE(at::equal(none, alpha));
+  ASSERT_FALSE(at::equal(alpha, beta));
+
+  struct Case {
+    const char* path;
+    json body;
+    const at::Tensor* want;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/images/generations", {{"prompt", "a red circle"}}, &none},
+      {"/v1/images/generations", {{"prompt", "a red circle <lora:alpha:0.8>"}}, &alpha},
+      {"/sdapi/v1/txt2img", {{"prompt", "a red circle"}, {"loras", {"beta"}}}, &beta},
+      {"/sdapi/v1/txt2img", {{"prompt", "<lora:alpha:0.8> a red circle"}}, &alpha},
+      {"/v1/images/generations", {{"prompt", "a red circle"}}, &none},
+      {"/v1/images/generations",
+       {{"prompt", "a red circle <lora:alpha:0.8>"}, {"loras", {{{"name", "beta"}, {"scale", 1}}}}}, &both},
+      {"/sdapi/v1/txt2img", {{"prompt", "a red circle"}, {"loras", {"alpha:0.8"}}}, &alpha},
+      {"/sdapi/v1/txt2img", {{"prompt", "a red circle"}}, &none},
+  };
+  for (int round = 0; round < 2; ++round)
+    for (const Case& k : cases) {
+      SCOPED_TRACE(std::string(k.path) + " " + k.body.dump());
+      json body = k.body;
+      body["seed"] = 3;
+      int status = 0;
+      const json r = post_json(c, k.path, body, &status);
+      ASSERT_EQ(status, 200) << r.dump();
+      const std::string b64 = r.contains("images") ? r["images"][0] : r["data"][0]["b64_json"];
+      EXPECT_TRUE(at::equal(decode_b64(b64), *k.want));
+    }
+
+  const auto g = c.Get("/sdapi/v1/loras");
+  ASSERT_TRUE(g);
+  const json list = json::parse(g->body);
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0]["name"], "alpha");
+  EXPECT_EQ(list[1]["path"], "beta.safetensors");  // no server paths
+
+  write_random_lora(dir.file("misfit.safetensors"), 3, /*in_extra=*/1);
+  for (const auto& [body, message] : std::vector<std::pair<json, std::string>>{
+           {{{"prompt", "x <lora:gamma>"}}, "prompt: unknown LoRA 'gamma'"},
+           {{{"prompt", "x"}, {"loras", {"../alpha"}}}, "is not a LoRA name"},
+           {{{"prompt", "x"}, {"loras", {"alpha:99"}}}, "between -10 and 10"},
+           {{{"prompt", "x"}, {"loras", "alpha"}}, "loras: must be a list"},
+           {{{"prompt", "x <lora:alpha:much>"}}, "has no number as its scale"},
+           {{{"prompt", "x"}, {"loras", {"misfit"}}}, "is the LoRA for another model?"}}) {
+    int status = 0;
+    const json r = post_json(c, "/v1/images/generations", body, &status);
+    EXPECT_EQ(status, 400) << body.dump() << " " << r.dump();
+    EXPECT_NE(r.dump().find(message), std::string::npos) << r.dump();
+  }
+  int status = 0;
+  const json r = post_json(c, "/v1/images/generations", {{"prompt", "a red circle"}, {"seed", 3}}, &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_TRUE(at::equal(decode_b64(r["data"][0]["b64_json"]), none));  // the misfit left nothing behind
+
+  LiveServer plain;  // no --lora-dir
+  auto pc = plain.client();
+  const json refused = post_json(pc, "/v1/images/generations", {{"prompt", "x <lora:alpha>"}}, &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(refused.dump().find("--lora-dir"), std::string::npos) << refused.dump();
 }

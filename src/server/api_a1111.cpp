@@ -2,6 +2,7 @@
 // unit, and the discovery routes they call first (docs/SERVER.md).
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "http_context.h"
@@ -40,7 +41,7 @@ void controlnet_unit(const json& body, json& f) {
 
 json generation_fields(const json& body, bool img2img) {
   json f = json::object();
-  for (const char* key : {"prompt", "negative_prompt", "seed", "steps", "width", "height"})
+  for (const char* key : {"prompt", "negative_prompt", "seed", "steps", "width", "height", "loras"})
     if (body.contains(key)) f[key] = body[key];
   if (body.contains("cfg_scale")) f["guidance"] = body["cfg_scale"];
   if (!f.contains("seed")) f["seed"] = -1;  // A1111's default: a random seed (clients send -1 or nothing)
@@ -163,8 +164,19 @@ void add_a1111_routes(httplib::Server& server, Context& ctx) {
                const std::string vae = ctx.defaults.vae.empty() ? "vae" : folder.filename().string();
                reply_json(r, 200, json::array({{{"model_name", vae}, {"filename", vae}}}));
              }));
-  for (const char* empty :
-       {"/sdapi/v1/upscalers", "/sdapi/v1/latent-upscale-modes", "/sdapi/v1/loras", "/sdapi/v1/sd-modules"})
+  // The LoRAs of --lora-dir, by name (what <lora:NAME:SCALE> takes); no server paths.
+  route(server, ctx, "GET", "/sdapi/v1/loras", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+               json list = json::array();
+               std::set<std::string> names;
+               if (!ctx.options.lora_dir.empty())
+                 for (const auto& entry : std::filesystem::directory_iterator(ctx.options.lora_dir))
+                   if (entry.is_regular_file() && entry.path().extension() == ".safetensors")
+                     names.insert(entry.path().stem().string());
+               for (const std::string& n : names)
+                 list.push_back({{"name", n}, {"alias", n}, {"path", n + ".safetensors"}, {"metadata", json::object()}});
+               reply_json(r, 200, list);
+             }));
+  for (const char* empty : {"/sdapi/v1/upscalers", "/sdapi/v1/latent-upscale-modes", "/sdapi/v1/sd-modules"})
     route(server, ctx, "GET", empty, guarded([](const httplib::Request&, httplib::Response& r) { reply_json(r, 200, json::array()); }));
   route(server, ctx, "GET", "/sdapi/v1/progress", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
                reply_json(r, 200, progress(ctx));

@@ -2,6 +2,9 @@
 #include "http_context.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
 
 #include "sana/error.h"
 #include "sana/frontend/image_source.h"
@@ -83,6 +86,72 @@ httplib::Server::Handler guarded(std::function<void(const httplib::Request&, htt
   };
 }
 
+namespace {
+
+// A LoRA of the server's --lora-dir by name: NAME.safetensors there (no paths: a client names, it does not browse).
+LoraSpec named_lora(const Context& ctx, const std::string& field, const std::string& name, double scale) {
+  if (ctx.options.lora_dir.empty())
+    throw ParamError(field, "this server takes no LoRAs per request (start it with --lora-dir DIR)");
+  static const std::regex kName("[A-Za-z0-9_][A-Za-z0-9_.+-]*");
+  if (!std::regex_match(name, kName) || name.find("..") != std::string::npos)
+    throw ParamError(field, "'" + name + "' is not a LoRA name (letters, digits, _ . + -)");
+  const std::filesystem::path file = std::filesystem::path(ctx.options.lora_dir) / (name + ".safetensors");
+  if (!std::filesystem::is_regular_file(file))
+    throw ParamError(field, "unknown LoRA '" + name + "' (GET /sdapi/v1/loras lists them)");
+  if (!std::isfinite(scale) || std::abs(scale) > 10)
+    throw ParamError(field, "the scale of " + name + " must be between -10 and 10, got " + json(scale).dump());
+  return {file.string(), scale};
+}
+
+}  // namespace
+
+std::vector<LoraSpec> request_loras(const Context& ctx, GenerationParams& p, const json& field) {
+  std::vector<LoraSpec> out;
+  const auto add = [&](const std::string& where, const std::string& name, double scale) {
+    out.push_back(named_lora(ctx, where, name, scale));
+    p.lora.push_back(name + ":" + json(scale).dump());  // for the PNG's parameters text
+  };
+  // A1111's prompt tags, taken out of the prompt as A1111 does.
+  static const std::regex kTag("<lora:([^:>]*)(?::([^>]*))?>");
+  std::smatch m;
+  std::string prompt = p.prompt, kept;
+  while (std::regex_search(prompt, m, kTag)) {
+    double scale = 1;
+    if (m[2].matched) {
+      char* end = nullptr;
+      const std::string text = m[2].str();
+      scale = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end) throw ParamError("prompt", "the LoRA tag " + m[0].str() + " has no number as its scale");
+    }
+    add("prompt", m[1].str(), scale);
+    kept += m.prefix().str();
+    prompt = m.suffix().str();
+  }
+  kept += prompt;
+  const size_t first = kept.find_first_not_of(" \t\n"), last = kept.find_last_not_of(" \t\n");
+  if (!out.empty()) p.prompt = first == std::string::npos ? "" : kept.substr(first, last - first + 1);
+  // The JSON field: ["NAME", "NAME:0.8", {"name": "NAME", "scale": 0.8}, ...].
+  if (field.is_null()) return out;
+  if (!field.is_array()) throw ParamError("loras", "must be a list of LoRA names or {\"name\", \"scale\"} objects");
+  for (const json& item : field) {
+    if (item.is_string()) {
+      LoraSpec spec;
+      try {
+        spec = parse_lora_spec(item.get<std::string>(), "loras");
+      } catch (const Error& e) {
+        throw ParamError("loras", std::string(e.what()).substr(std::string("loras: ").size()));
+      }
+      add("loras", spec.path, spec.scale);
+    } else if (item.is_object() && item.contains("name") && item["name"].is_string() &&
+               (!item.contains("scale") || item["scale"].is_number())) {
+      add("loras", item["name"].get<std::string>(), item.value("scale", 1.0));
+    } else {
+      throw ParamError("loras", "each entry must be \"NAME\", \"NAME:SCALE\" or {\"name\": ..., \"scale\": ...}, got " + item.dump());
+    }
+  }
+  return out;
+}
+
 std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const Spelling& spelling) {
   auto job = std::make_shared<Job>();
   job->id = new_job_id();
@@ -91,7 +160,11 @@ std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const S
   try {
     for (const char* fixed : {"model", "controlnet", "vae", "quantize", "quantize_min_weights", "device", "dtype"})
       if (fields.contains(fixed)) throw ParamError(fixed, "is chosen when the server starts, not per request");
-    set_params_from_json(p, fields);
+    json rest = fields;
+    const json loras = rest.contains("loras") ? rest["loras"] : json();
+    rest.erase("loras");
+    set_params_from_json(p, rest);
+    job->loras = request_loras(ctx, p, loras);
     if (p.prompt.empty()) throw ParamError("prompt", "is required");
     check_limits(p, ctx.options);
     validate(p);
@@ -125,7 +198,9 @@ void run_job(Context& ctx, const std::shared_ptr<Job>& job) {
   ctx.worker.wait(job);
   switch (job->state) {
     case Job::State::done: return;
-    case Job::State::failed: throw HttpError(500, "server_error", "generation failed: " + job->error);
+    case Job::State::failed:
+      if (job->client_error) throw HttpError(400, "invalid_request_error", "loras: " + job->error);
+      throw HttpError(500, "server_error", "generation failed: " + job->error);
     case Job::State::superseded: throw HttpError(409, "conflict", "superseded by a newer frame of the same session");
     default:
       // Cancelled by the shutdown (queued when it began): 503 as documented; by a client: 409.

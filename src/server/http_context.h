@@ -57,6 +57,9 @@ using Spelling = std::map<std::string, std::string>;
 // The model's defaults changed by `fields` (canonical generation-parameter names), within the server's limits,
 // validated, seed resolved, images decoded: a Job ready to submit. Errors are 400s spelled with `spelling`.
 std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const Spelling& spelling);
+// The LoRAs a request asks for: A1111's <lora:NAME:SCALE> tags (taken out of params.prompt) and the "loras" field,
+// each resolved to NAME.safetensors in the server's --lora-dir; params.lora gets "NAME:SCALE" for the PNG text.
+std::vector<LoraSpec> request_loras(const Context& ctx, GenerationParams& params, const json& loras);
 
 // Submits and waits. 429 when the queue is full, 503 when shutting down, 500 when the job failed, 409 when it was
 // cancelled or superseded.

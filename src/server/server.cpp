@@ -15,15 +15,16 @@ namespace sana::server {
 
 struct Server::Impl {
   Impl(std::unique_ptr<Pipeline> pipeline, GenerationParams defaults, ServerOptions options)
-      : worker(std::move(pipeline), worker_options(options)),
+      : worker(std::move(pipeline), worker_options(options, defaults)),
         ctx{worker, std::move(defaults), options, "", {}} {
     ctx.model_name = std::filesystem::path(ctx.defaults.model).filename().string();
     if (ctx.model_name.empty()) ctx.model_name = std::filesystem::path(ctx.defaults.model).parent_path().filename();
   }
 
-  static Worker::Options worker_options(const ServerOptions& o) {
+  static Worker::Options worker_options(const ServerOptions& o, const GenerationParams& defaults) {
     Worker::Options w;
     w.queue_limit = o.queue;
+    for (const std::string& lora : defaults.lora) w.base_loras.push_back(parse_lora_spec(lora));
     return w;
   }
 

@@ -47,7 +47,8 @@ double wall_seconds() {
 }
 
 Worker::Worker(std::unique_ptr<Pipeline> pipeline, Options options)
-    : pipeline_(std::move(pipeline)), options_(options), prompts_(options.prompt_cache_size) {
+    : pipeline_(std::move(pipeline)), options_(options), prompts_(options.prompt_cache_size),
+      applied_loras_(options.base_loras) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -184,7 +185,30 @@ void Worker::run() {
 }
 
 // Runs the pipeline: cached prompt embeddings, progress per step, cancellation between steps.
+void Worker::switch_loras(Job& job) {
+  std::vector<LoraSpec> want = options_.base_loras;
+  want.insert(want.end(), job.loras.begin(), job.loras.end());
+  if (want == applied_loras_) return;
+  PipelineComponents& c = pipeline_->components;
+  // Fused in the same order as `generate --lora ... --lora ...` fuses them, so the images are the same.
+  c.remove_loras();
+  applied_loras_.clear();
+  try {
+    for (const LoraSpec& lora : want) {
+      c.apply_lora(lora);
+      applied_loras_.push_back(lora);
+    }
+  } catch (const std::exception&) {
+    c.remove_loras();  // back to the server's own LoRAs: the next request must not see this one's
+    for (const LoraSpec& lora : options_.base_loras) c.apply_lora(lora);
+    applied_loras_ = options_.base_loras;
+    job.client_error = true;
+    throw;
+  }
+}
+
 void Worker::execute(Job& job) {
+  switch_loras(job);
   c10::InferenceMode inference;
   GenerateOptions o = job.options;
   const auto [embeds, mask] = prompts_.get(*pipeline_, job.params.prompt, o.prompt);

@@ -84,6 +84,10 @@ Subcommand add_serve(CLI::App& app) {
                                          GenerationLimits::max_side));
   cmd->add_option("--max-steps", o.max_steps, "steps at most")->capture_default_str()
       ->check(CLI::Range(1, GenerationLimits::max_steps));
+  cmd->add_option("--lora-dir", o.lora_dir,
+                  "LoRAs requests may ask for by name (<lora:NAME:SCALE> in the prompt, or \"loras\"): "
+                  "NAME.safetensors in this folder")
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--http-threads", o.threads, "HTTP threads (the model runs on one worker)")->capture_default_str()
       ->check(CLI::Range(1, 256));
   return {cmd, [c] { return run_serve(*c); }};

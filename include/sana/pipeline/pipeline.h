@@ -30,6 +30,8 @@ namespace sana {
 struct LoraSpec {
   std::string path;
   double scale = 1;
+  bool operator==(const LoraSpec& o) const { return path == o.path && scale == o.scale; }
+  bool operator!=(const LoraSpec& o) const { return !(*this == o); }
 };
 // "FILE" or "FILE:SCALE" (SCALE a number; a path that itself holds ':' needs the explicit ":1"). Error naming `field`.
 LoraSpec parse_lora_spec(const std::string& text, const std::string& field = "lora");

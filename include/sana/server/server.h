@@ -24,6 +24,9 @@ struct ServerOptions {
   // memory).
   int64_t max_pixels = int64_t{4} << 20;
   size_t max_prompt_chars = 4000;
+  // Per-request LoRAs (A1111's <lora:NAME:SCALE> prompt tags, the "loras" field): NAME.safetensors in this folder.
+  // Empty: requests cannot ask for LoRAs.
+  std::string lora_dir;
   int threads = 8;                  // HTTP threads
   // TCP_NODELAY on the answering sockets. Left to Nagle's algorithm, a response written in two pieces (headers,
   // then body) waits for the client's delayed ACK, ~40 ms on every kept-alive request. Off only to measure that.

@@ -28,6 +28,7 @@ struct Job {
   std::string id;
   GenerationParams params;   // validated, seed resolved
   GenerateOptions options;   // images already decoded
+  std::vector<LoraSpec> loras;  // the request's LoRAs (resolved files), on top of the server's own
   std::string live_session;  // non-empty for a live frame
   int64_t live_frame = 0;
   // An async job is kept after it finishes, for polling by its id (history_limit, history_seconds); a synchronous
@@ -40,6 +41,7 @@ struct Job {
   std::vector<at::Tensor> images;  // [3, H, W] in [0, 1], one per image
   at::Tensor timesteps;
   std::string sampler, error;
+  bool client_error = false;  // failed because of what the request asked for (a LoRA that does not fit): a 400
   double created = 0, started = 0, finished = 0;  // seconds since the epoch
   int step = 0, steps = 0;                         // progress
   std::atomic<bool> cancel_requested{false};
@@ -54,6 +56,7 @@ class Worker {
     size_t history_limit = 256;   // finished jobs kept for polling
     double history_seconds = 600; // and for at most this long
     size_t prompt_cache_size = 64;
+    std::vector<LoraSpec> base_loras;  // fused at load (serve --lora); every job runs with them
   };
   Worker(std::unique_ptr<Pipeline> pipeline, Options options);
   ~Worker();
@@ -94,6 +97,9 @@ class Worker {
   static void release_inputs(Job& job);
   void forget_old_jobs();
 
+  // Makes the model's LoRAs base_loras + job.loras (fused; exactly undone first when they differ).
+  void switch_loras(Job& job);
+  std::vector<LoraSpec> applied_loras_;
   std::unique_ptr<Pipeline> pipeline_;
   Options options_;
   PromptCache prompts_;
