@@ -283,6 +283,7 @@ TEST(CApi, FreeDuringACallFinishesTheCallThenReportsTheHandle) {
   g.progress_user_data = ctx;
   Image out;
   EXPECT_EQ(sana_generate(ctx, &g, &out.img), SANA_OK) << sana_last_error();
+  sana_image_free(&out.img);
   EXPECT_EQ(sana_generate(ctx, &g, &out.img), SANA_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(sana_last_error()).find("not a live context"), std::string::npos) << sana_last_error();
   EXPECT_EQ(sana_cancel(ctx), -1);
