@@ -6,10 +6,12 @@
 //   2. live: one session drawing (one frame in flight, the canvas changed each frame) -> p50/p95 per frame, end to
 //      end as the page sees it and as the server reports it (X-Latency-Ms);
 //   3. soak: N mixed good and bad requests from K clients -> failed good requests, wrong answers to bad ones, the
-//      server alive, RSS growth after warm-up.
+//      server alive, RSS growth after warm-up;
+//   4. LoRA soak: L requests cycling through two per-request LoRAs (prompt tags) and none -> images that differ from
+//      the library's with the same LoRAs fused, RSS growth after warm-up.
 //
 //   build/bench_server                                   # the shipped student (with its ControlNet), 2 CPU threads
-//   build/bench_server --model DIR --clients 4 --requests 25 --frames 200 --soak 2000
+//   build/bench_server --model DIR --clients 4 --requests 25 --frames 200 --soak 2000 --lora-soak 200
 #include <httplib.h>
 
 #include <CLI/CLI.hpp>
@@ -17,6 +19,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <unistd.h>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -25,6 +29,8 @@
 #include "bench_util.h"
 #include "sana/frontend/image_source.h"
 #include "sana/io/image.h"
+#include "sana/io/safetensors.h"
+#include "sana/nn/lora.h"
 #include "sana/pipeline/pipeline.h"
 #include "sana/server/server.h"
 
@@ -191,12 +197,62 @@ void soak(int port, int clients, int total) {
               rss_after_warmup, rss_mib(), rss_mib() - rss_after_warmup);
 }
 
+// Two random rank-8 LoRAs on every self-attention query of `pipe`'s transformer, written to `dir` as a.safetensors
+// and b.safetensors.
+void write_loras(Pipeline& pipe, const std::string& dir) {
+  const auto layers = nn::weighted_layers(*pipe.components.transformer);
+  for (const std::string name : {"a", "b"}) {
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& [module, layer] : layers) {
+      if (module.find("attn1.to_q") == std::string::npos) continue;
+      const at::Tensor& w = layer->weight;
+      tensors.push_back({module + ".lora_A.weight", at::randn({8, w.size(1)}) * 0.2});
+      tensors.push_back({module + ".lora_B.weight", at::randn({w.size(0), 8}) * 0.2});
+    }
+    save_safetensors(dir + "/" + name + ".safetensors", tensors);
+  }
+}
+
+void lora_soak(int port, Pipeline& pipe, const GenerationParams& defaults, const std::string& dir, int total) {
+  // The library's image for each LoRA choice (what `generate --lora` gives), as the PNG the server sends decodes.
+  std::vector<at::Tensor> expected;
+  for (const std::string name : {"", "a", "b"}) {
+    if (!name.empty()) pipe.components.apply_lora({dir + "/" + name + ".safetensors", 0.8});
+    GenerationParams p = defaults;
+    p.prompt = "a red circle", p.seed = 5;
+    expected.push_back(decode_png(encode_png(pipe.generate(to_generate_options(p)).images[0]), "library"));
+    pipe.components.remove_loras();
+  }
+  auto c = client(port);
+  int wrong = 0, failed = 0;
+  double rss_after_warmup = 0;
+  const double t0 = bench::now_seconds();
+  for (int i = 0; i < total; ++i) {
+    const int k = i % 3;
+    const std::string tag = k == 0 ? "" : std::string(" <lora:") + (k == 1 ? "a" : "b") + ":0.8>";
+    const json body = {{"prompt", "a red circle" + tag}, {"seed", 5}};
+    const auto r = c.Post("/v1/images/generations", body.dump(), "application/json");
+    if (!r || r->status != 200) {
+      ++failed;
+      continue;
+    }
+    const std::string b64 = json::parse(r->body)["data"][0]["b64_json"];
+    if (!at::equal(decode_png(base64_decode(b64, "bench"), "bench"), expected[k])) ++wrong;
+    if (i + 1 == total / 10) rss_after_warmup = rss_mib();
+  }
+  std::printf("LoRA soak: %d requests cycling none / a / b (prompt tags): %.1f ms each, failed %d, images unlike the "
+              "library's %d; RSS after warm-up %.0f MiB, at the end %.0f MiB (growth %+.1f MiB)\n",
+              total, 1e3 * (bench::now_seconds() - t0) / total, failed, wrong, rss_after_warmup, rss_mib(),
+              rss_mib() - rss_after_warmup);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"sana-sprint serve benchmark (throughput, live frames, soak)"};
   std::string model = std::string(SANA_SOURCE_DIR) + "/models/sana-sprint-shapes";
-  int clients = 4, requests = 25, frames = 200, canvas = 512, soak_total = 2000, threads = 0, latency_n = 100;
+  int clients = 4, requests = 25, frames = 200, canvas = 512, soak_total = 2000, threads = 0, latency_n = 100,
+      lora_total = 200;
   app.add_option("-m,--model", model, "pipeline folder");
   app.add_option("--latency", latency_n, "requests of each kind in the latency comparison (0: none)")
       ->check(CLI::NonNegativeNumber);
@@ -205,6 +261,7 @@ int main(int argc, char** argv) {
   app.add_option("--frames", frames, "live frames")->check(CLI::PositiveNumber);
   app.add_option("--canvas", canvas, "live canvas size in pixels (the page's is 512)")->check(CLI::PositiveNumber);
   app.add_option("--soak", soak_total, "soak requests")->check(CLI::NonNegativeNumber);
+  app.add_option("--lora-soak", lora_total, "LoRA soak requests")->check(CLI::NonNegativeNumber);
   app.add_option("-t,--threads", threads, "CPU threads (0 = all cores)");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -240,6 +297,21 @@ int main(int argc, char** argv) {
     if (soak_total > 0) soak(srv.port(), clients, soak_total);
     srv.stop();
     serving.join();
+    if (lora_total > 0) {
+      const std::string dir = std::filesystem::temp_directory_path() / ("bench_server_loras_" + std::to_string(getpid()));
+      std::filesystem::create_directories(dir);
+      auto library = load_pipeline(model, at::kCPU, at::kFloat);
+      write_loras(*library, dir);
+      server::ServerOptions lo = o;
+      lo.lora_dir = dir;
+      server::Server with_loras(load_pipeline(model, at::kCPU, at::kFloat), defaults, lo);
+      with_loras.bind();
+      std::thread lora_serving([&] { with_loras.run(); });
+      lora_soak(with_loras.port(), *library, defaults, dir, lora_total);
+      with_loras.stop();
+      lora_serving.join();
+      std::filesystem::remove_all(dir);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_server: error: %s\n", e.what());
     return 1;
