@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   app.add_option("--compare-vae", compare_vae,
                  "a second AutoencoderDC config folder (e.g. DC-AE-Lite) whose decode is timed in alternation with "
                  "the model's, with the ratios of the decodes and of the end-to-end times");
-  app.add_option("--quantize", quantize, "int8 | w8a8: the text encoder's and transformer's matrices int8, as "
+  app.add_option("--quantize", quantize, "int8 | w8a8 | q4: the text encoder's and transformer's matrices quantized, as "
                  "`generate --quantize` makes them");
   app.add_flag("--vae-tiling", tiled, "time the tiled decode (512-px tiles) instead of the whole decode");
   CLI11_PARSE(app, argc, argv);
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
                                    static_cast<torch::nn::Module*>(transformer.get())}) {
         if (!m) continue;
         const auto r = nn::quantize_int8(*m, {compute});
-        std::printf("%s: %lld layers int8, %.0f -> %.0f MiB\n", quantize.c_str(), static_cast<long long>(r.layers),
+        std::printf("%s: %lld layers quantized, %.0f -> %.0f MiB\n", quantize.c_str(), static_cast<long long>(r.layers),
                     r.bytes_before / 1048576.0, r.bytes_after / 1048576.0);
       }
       release_free_memory();

@@ -62,7 +62,7 @@ typedef struct sana_ctx_params {
   int n_threads;             /* CPU threads of each call (LibTorch's intra-op pool); 0: all cores */
   const char* controlnet_dir;  /* a SanaControlNetModel folder to attach; NULL or "": the model's own, if any */
   const char* vae_dir;       /* an AutoencoderDC folder used instead of the model's vae/ (e.g. DC-AE-Lite) */
-  const char* quantize;      /* NULL or "" | "int8" (weight-only) | "w8a8" (int8 products on the CPU) */
+  const char* quantize;      /* NULL or "" | "int8" (weight-only) | "w8a8" (int8 products on the CPU) | "q4" (4-bit) */
   int64_t quantize_min_weights; /* layers with fewer weights are not quantized */
   const char* const* loras;  /* n_loras LoRA files fused into the weights, each "FILE" or "FILE:SCALE" (docs/LORA.md) */
   int n_loras;

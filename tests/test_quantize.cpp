@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "sana/frontend/generation_params.h"
 #include "sana/io/safetensors.h"
 #include "sana/nn/layers.h"
 #include "sana/nn/module_io.h"
@@ -135,6 +136,7 @@ TEST(Int8, QuantizeChoosesTheLargeMatrixLayers) {
   EXPECT_EQ(sana::nn::quantize_int8(*small).layers, 0);  // below the default size
   EXPECT_EQ(sana::nn::parse_quantize("w8a8"), Int8Compute::dynamic);
   EXPECT_THROW(sana::nn::parse_quantize("int4"), sana::Error);
+  EXPECT_EQ(sana::nn::parse_quantize("q4"), Int8Compute::q4);
 }
 
 // The Sprint reference pipeline with every matrix of its text encoder and transformer int8: the images stay near the
@@ -221,4 +223,69 @@ TEST(Int8, AQuantizedFolderLoadsAsTheInMemoryQuantization) {
   w8a8.quantize = "w8a8";
   const auto dynamic = sana::load_pipeline(out, at::kCPU, at::kFloat, w8a8);
   EXPECT_EQ(int8_layers(*dynamic->components.transformer, Int8Compute::dynamic), int8_weights);
+}
+
+// 4-bit groups (Int8Compute::q4): each weight within half a step of its group's scale (max|w| / 7), the group's
+// largest weight at +-7, two values per byte with the even input in the low nibble (value + 8).
+TEST(Q4, GroupsAreWithinHalfAStepAndPackTwoPerByte) {
+  at::manual_seed(3);
+  const int64_t group = sana::nn::kQ4Group;
+  at::Tensor w = at::randn({5, 3 * group}) * at::rand({5, 3 * group}) * 2;
+  w[2].zero_();
+  const auto [packed, scale] = sana::nn::quantize_q4(w);
+  ASSERT_EQ(packed.scalar_type(), at::kByte);
+  EXPECT_EQ(packed.sizes(), (std::vector<int64_t>{5, 3 * group / 2}));
+  EXPECT_EQ(scale.sizes(), (std::vector<int64_t>{5, 3}));
+  const at::Tensor expected_scale = w.view({5, 3, group}).abs().amax(-1) / 7;
+  EXPECT_CLOSE(scale.select(0, 0), expected_scale.select(0, 0), 1e-7);
+  EXPECT_EQ(scale[2][1].item<float>(), 1.0f);  // a group of zeros
+  const at::Tensor back = sana::nn::dequantize_q4(packed, scale, at::kDouble);
+  const at::Tensor step = scale.to(at::kDouble).repeat_interleave(group, 1);
+  EXPECT_TRUE(((back - w.to(at::kDouble)).abs() <= step / 2 * (1 + 1e-6)).all().item<bool>());
+  // The nibbles of a row whose group maximum is 7 (scale 1): 7, -7, 3, 0 -> 15, 1, 11, 8.
+  at::Tensor row = at::zeros({1, group});
+  row[0][0] = 7, row[0][1] = -7, row[0][2] = 3;
+  const at::Tensor p = sana::nn::quantize_q4(row).first;
+  EXPECT_EQ(p[0][0].item<int>(), 15 | (1 << 4));
+  EXPECT_EQ(p[0][1].item<int>(), 11 | (8 << 4));
+  EXPECT_THROW(sana::nn::quantize_q4(at::randn({4, group + 2})), c10::Error);
+}
+
+TEST(Q4, LinearAndPointwiseConvAreTheProductWithTheDequantizedWeight) {
+  c10::InferenceMode guard;
+  auto l = random_linear(128, 40, 11);
+  at::manual_seed(12);
+  const at::Tensor x = at::randn({2, 5, 128});
+  l->quantize_int8(Int8Compute::q4);
+  EXPECT_EQ(l->weight_shape(), (std::vector<int64_t>{40, 128}));
+  const at::Tensor w_hat = sana::nn::dequantize_q4(l->weight, l->weight_scale, at::kDouble);
+  EXPECT_CLOSE(l->forward(x), at::linear(x.to(at::kDouble), w_hat, l->bias.to(at::kDouble)), 1e-4);
+
+  sana::nn::Conv2d conv(128, 24, 1, 1, 0, 1, true, at::TensorOptions(at::kFloat));
+  sana::nn::init_random(conv, 13);
+  conv.quantize_int8(Int8Compute::q4);
+  EXPECT_EQ(conv.weight_shape(), (std::vector<int64_t>{24, 128, 1, 1}));
+  const at::Tensor image = at::randn({1, 128, 3, 4});
+  const at::Tensor w4 = conv.dequantized(at::kFloat);
+  EXPECT_CLOSE(conv.forward(image), at::conv2d(image, w4, conv.bias), 1e-4);
+  EXPECT_CLOSE(conv.forward_pointwise_tokens(image.permute({0, 2, 3, 1})),
+               at::conv2d(image, w4, conv.bias).permute({0, 2, 3, 1}), 1e-4);
+}
+
+// The shipped student with 4-bit matrices: the layers whose input width is a multiple of the group are converted
+// (about 1/7 of their fp32 bytes), and the image stays near the fp32 one.
+TEST(Q4, ShapesStudentWithQ4WeightsStaysNearItsImage) {
+  const std::string model = std::string(SANA_MODELS_DIR) + "/sana-sprint-shapes";
+  sana::GenerationParams p;
+  p.model = model, p.prompt = "two red circles above a blue square", p.seed = 1;
+  sana::apply_model_defaults(p, {"prompt", "seed"});
+  const auto fp32 = sana::load_pipeline(model, at::kCPU, at::kFloat);
+  const at::Tensor reference = fp32->generate(sana::to_generate_options(p)).images;
+  auto q4 = sana::load_pipeline(model, at::kCPU, at::kFloat);
+  const auto report = q4->components.quantize_int8({Int8Compute::q4, 0});
+  EXPECT_GT(report.layers, 10);
+  EXPECT_LT(report.bytes_after, report.bytes_before / 6);
+  const at::Tensor diff = (q4->generate(sana::to_generate_options(p)).images - reference).abs();
+  EXPECT_GT(diff.max().item<float>(), 0.0f);  // 4-bit really ran
+  EXPECT_LE(diff.mean().item<float>(), 0.05f) << "mean |difference| in [0, 1] units";
 }

@@ -111,7 +111,7 @@ class SanaSprintPipeline:
                         quantize=None, n_threads=0, quantize_min_weights=None, loras=()):
         """Loads a diffusers pipeline folder. dtype: fp32 | bf16 | fp16 (CUDA); device: cpu | cuda[:N];
         controlnet: a SanaControlNetModel folder to attach; vae: an AutoencoderDC folder instead of the model's vae/;
-        quantize: None | "int8" | "w8a8"; n_threads: CPU threads (0: all cores); loras: LoRA files fused into the
+        quantize: None | "int8" | "w8a8" | "q4"; n_threads: CPU threads (0: all cores); loras: LoRA files fused into the
         weights, each a path or (path, scale) (docs/LORA.md)."""
         lib = _capi.library()
         params = _capi.sana_ctx_params()

@@ -194,8 +194,8 @@ at::Tensor image_tensor(const sana_image* image, const char* name) {
 void check_ctx_params(const sana_ctx_params& p) {
   if (!p.model_dir || !*p.model_dir) throw invalid("model_dir is empty");
   const std::string q = str(p.quantize);
-  if (!(q.empty() || q == "none" || q == "int8" || q == "w8a8"))
-    throw invalid("quantize must be \"\", int8 or w8a8, got '" + q + "'");
+  if (!(q.empty() || q == "none" || q == "int8" || q == "w8a8" || q == "q4"))
+    throw invalid("quantize must be \"\", int8, w8a8 or q4, got '" + q + "'");
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (p.n_threads < 0 || p.n_threads > 4 * cores)
     throw invalid("n_threads is " + std::to_string(p.n_threads) + "; expected 0 (all cores) up to 4 x the " +

@@ -1,6 +1,8 @@
 // int8 weights and their matrix products (int8.h).
 #include "sana/nn/int8.h"
 
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/native/quantized/PackedParams.h>
 #include <ATen/quantized/Quantizer.h>
@@ -49,6 +51,46 @@ at::Tensor dynamic_product(const at::Tensor& x2d, const at::Tensor& q, const at:
 
 }  // namespace
 
+std::pair<at::Tensor, at::Tensor> quantize_q4(const at::Tensor& weight, int64_t group) {
+  const at::Tensor w = weight.to(at::kFloat).reshape({weight.size(0), -1});
+  const int64_t out = w.size(0), in = w.size(1);
+  TORCH_CHECK(in % group == 0 && group % 2 == 0, "quantize_q4: ", in, " inputs are not a multiple of the group ", group);
+  const at::Tensor groups = w.view({out, in / group, group});
+  at::Tensor scale = groups.abs().amax(-1).div(7.0);  // [out, in / group]
+  scale = at::where(scale > 0, scale, at::ones_like(scale));
+  const at::Tensor q = (at::round(groups / scale.unsqueeze(-1)).clamp(-7, 7) + 8).to(at::kByte).view({out, in / 2, 2});
+  const at::Tensor packed = q.select(-1, 0).bitwise_or(q.select(-1, 1).__lshift__(4));
+  return {packed.contiguous(), scale.contiguous()};
+}
+
+at::Tensor dequantize_q4(const at::Tensor& packed, const at::Tensor& scale, at::ScalarType dtype) {
+  const int64_t out = packed.size(0), in = packed.size(1) * 2, groups = scale.size(1), group = in / groups;
+  if (!packed.device().is_cpu()) {
+    const at::Tensor values = at::stack({packed.bitwise_and(15), packed.__rshift__(4)}, -1).view({out, groups, group});
+    return ((values.to(at::kFloat) - 8) * scale.unsqueeze(-1)).view({out, in}).to(dtype);
+  }
+  // One pass over the weight on the CPU ((v - 8) * scale in fp32, rounded once to `dtype`): this runs for every
+  // layer of every call, and the ATen form above makes four full-size temporaries (a short prompt through Gemma-2
+  // spent 6.6 s in it against 0.6 s in the bf16 products).
+  const at::Tensor p = packed.contiguous(), s = scale.to(at::kFloat).contiguous();
+  at::Tensor w = at::empty({out, in}, packed.options().dtype(dtype));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, dtype, "dequantize_q4", [&] {
+    const uint8_t* src = p.data_ptr<uint8_t>();
+    const float* sc = s.data_ptr<float>();
+    scalar_t* dst = w.data_ptr<scalar_t>();
+    at::parallel_for(0, out, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        for (int64_t i = 0; i < in / 2; ++i) {
+          const uint8_t b = src[r * (in / 2) + i];
+          const float f = sc[r * groups + 2 * i / group];
+          dst[r * in + 2 * i] = static_cast<scalar_t>(static_cast<float>((b & 15) - 8) * f);
+          dst[r * in + 2 * i + 1] = static_cast<scalar_t>(static_cast<float>((b >> 4) - 8) * f);
+        }
+    });
+  });
+  return w;
+}
+
 std::pair<at::Tensor, at::Tensor> quantize_int8_rows(const at::Tensor& weight) {
   const at::Tensor w = weight.to(at::kFloat);
   std::vector<int64_t> shape(w.dim(), 1);
@@ -65,6 +107,8 @@ at::Tensor dequantize_int8(const at::Tensor& q, const at::Tensor& scale, at::Sca
 
 at::Tensor int8_linear(const at::Tensor& x, const at::Tensor& q, const at::Tensor& scale, const at::Tensor& bias,
                        Int8Compute compute) {
+  if (compute == Int8Compute::q4)
+    return at::linear(x, dequantize_q4(q, scale, x.scalar_type()), bias.defined() ? bias.to(x.scalar_type()) : bias);
   const int64_t in = q.size(1), rows = x.numel() / in;
   if (compute == Int8Compute::dynamic && x.device().is_cpu() && rows >= kMinDynamicRows && select_engine()) {
     std::vector<int64_t> shape = x.sizes().vec();

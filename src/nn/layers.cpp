@@ -20,7 +20,7 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_
 }
 
 at::Tensor Conv2d::forward(const at::Tensor& x) const {
-  at::Tensor y = is_int8() ? at::conv2d(x, dequantize_int8(weight, weight_scale, x.scalar_type()),
+  at::Tensor y = is_int8() ? at::conv2d(x, dequantized(x.scalar_type()),
                                         bias.defined() ? bias.to(x.scalar_type()) : bias, {stride, stride},
                                         {padding, padding}, {1, 1}, groups)
                            : at::conv2d(x, weight, bias, {stride, stride}, {padding, padding}, {1, 1}, groups);
@@ -33,7 +33,8 @@ at::Tensor Conv2d::forward(const at::Tensor& x) const {
 }
 
 at::Tensor Conv2d::forward_pointwise_tokens(const at::Tensor& x) const {
-  TORCH_CHECK(weight.size(2) == 1 && weight.size(3) == 1 && groups == 1 && stride == 1,
+  const std::vector<int64_t> shape = weight_shape();
+  TORCH_CHECK(shape[2] == 1 && shape[3] == 1 && groups == 1 && stride == 1,
               "forward_pointwise_tokens needs a 1x1 convolution");
   at::Tensor y = is_int8() ? int8_linear(x, weight.flatten(1), weight_scale, bias, int8)
                            : at::linear(x, weight.flatten(1), bias);
@@ -76,8 +77,20 @@ void WeightedLayer::set_int8(at::Tensor q, at::Tensor scale, Int8Compute compute
 }
 
 void WeightedLayer::quantize_int8(Int8Compute compute) {
-  auto [q, scale] = quantize_int8_rows(weight);  // on the weight's device
+  if (compute == Int8Compute::q4) {
+    auto [packed, scale] = quantize_q4(weight);  // on the weight's device
+    q4_shape_ = weight.sizes().vec();
+    set_int8(std::move(packed), std::move(scale), compute);
+    return;
+  }
+  auto [q, scale] = quantize_int8_rows(weight);
   set_int8(std::move(q), std::move(scale), compute);
+}
+
+at::Tensor WeightedLayer::dequantized(at::ScalarType dtype) const {
+  if (int8 == Int8Compute::q4) return dequantize_q4(weight, weight_scale, dtype).view(q4_shape_);
+  if (is_int8()) return dequantize_int8(weight, weight_scale, dtype);
+  return weight.to(dtype);
 }
 
 void WeightedLayer::prepare_int8(Int8Compute compute) {

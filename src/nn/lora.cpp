@@ -14,12 +14,13 @@ void collect(Module& m, const std::string& prefix, std::map<std::string, Weighte
 
 // Error unless `l` fits `layer`: down [r, in(, kh, kw)] and up [out, r(, 1, 1)] for weight [out, in(, kh, kw)].
 void check_fits(const LoraLayer& l, const WeightedLayer& layer, const std::string& path) {
-  const at::IntArrayRef w = layer.weight.sizes();
+  const std::vector<int64_t> shape = layer.weight_shape();
+  const at::IntArrayRef w = shape;
   const auto* conv = dynamic_cast<const Conv2d*>(&layer);
   std::string why;
   if (conv && conv->groups != 1) why = "is a grouped convolution (groups " + std::to_string(conv->groups) + ")";
   else if (l.up.size(0) != w[0]) why = "has " + std::to_string(w[0]) + " outputs";
-  else if (l.down.numel() / l.rank() != layer.weight.numel() / w[0])
+  else if (l.down.numel() / l.rank() != c10::multiply_integers(w) / w[0])
     why = "takes " + c10::str(w.slice(1)) + " per output";
   else if (l.up.numel() != w[0] * l.rank()) why = "needs up [out, r]";
   if (!why.empty())

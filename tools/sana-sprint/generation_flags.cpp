@@ -90,8 +90,8 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
     add("quantize", app->add_option("--quantize", p.quantize,
                                     "int8 weights for the text encoder, transformer and ControlNet: int8 (weight-only, "
                                     "about half the memory of bf16) | w8a8 (also int8 products on the CPU: faster, "
-                                    "less exact)")
-                        ->check(CLI::IsMember({"", "none", "int8", "w8a8"})));
+                                    "less exact) | q4 (4-bit groups of 64, weight-only: about a quarter)")
+                        ->check(CLI::IsMember({"", "none", "int8", "w8a8", "q4"})));
   if (want("quantize_min_weights"))
     add("quantize_min_weights",
         app->add_option("--quantize-min-weights", p.quantize_min_weights,

@@ -31,11 +31,16 @@ struct LoraDelta {
 // carry the int8 layout by the same names.
 class WeightedLayer : public Module {
  public:
-  // Replaces the floating weight by its int8 rows (quantize_int8_rows) and frees it; later products use `compute`.
+  // Replaces the floating weight by its int8 rows (quantize_int8_rows), or by 4-bit groups for Int8Compute::q4
+  // (quantize_q4), and frees it; later products use `compute`.
   void quantize_int8(Int8Compute compute);
   // An uninitialised int8 weight and scale of the same shapes, for load_state_dict to fill from an int8 checkpoint.
   void prepare_int8(Int8Compute compute);
-  bool is_int8() const { return int8 != Int8Compute::none; }
+  bool is_int8() const { return int8 != Int8Compute::none; }  // quantized: int8 rows or 4-bit groups
+  // The weight's shape as a floating tensor ([out, in] or [out, in, kh, kw]), whatever its storage.
+  std::vector<int64_t> weight_shape() const { return int8 == Int8Compute::q4 ? q4_shape_ : weight.sizes().vec(); }
+  // The weight as a floating tensor of `dtype` in that shape (quantized ones dequantized).
+  at::Tensor dequantized(at::ScalarType dtype) const;
 
   at::Tensor weight, bias;  // bias undefined when disabled
   at::Tensor weight_scale;  // int8 only: fp32 [out, 1, ...]
@@ -61,6 +66,7 @@ class WeightedLayer : public Module {
  private:
   void set_int8(at::Tensor q, at::Tensor scale, Int8Compute compute);
   void replace_weight(at::Tensor w);
+  std::vector<int64_t> q4_shape_;
   at::Tensor lora_original;  // the weight before the first fuse_lora
 };
 

@@ -33,7 +33,8 @@ struct QuantizeReport {
 
 QuantizeReport quantize_int8(torch::nn::Module& module, const QuantizeSettings& settings = {});
 
-// "int8" -> Int8Compute::weights, "w8a8" -> Int8Compute::dynamic, "" / "none" -> none; error otherwise.
+// "int8" -> Int8Compute::weights, "w8a8" -> Int8Compute::dynamic, "q4" -> Int8Compute::q4, "" / "none" -> none;
+// error otherwise.
 Int8Compute parse_quantize(const std::string& name);
 
 }  // namespace sana::nn
