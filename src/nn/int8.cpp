@@ -78,14 +78,17 @@ at::Tensor dequantize_q4(const at::Tensor& packed, const at::Tensor& scale, at::
     const uint8_t* src = p.data_ptr<uint8_t>();
     const float* sc = s.data_ptr<float>();
     scalar_t* dst = w.data_ptr<scalar_t>();
-    at::parallel_for(0, out, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r)
-        for (int64_t i = 0; i < in / 2; ++i) {
-          const uint8_t b = src[r * (in / 2) + i];
-          const float f = sc[r * groups + 2 * i / group];
-          dst[r * in + 2 * i] = static_cast<scalar_t>(static_cast<float>((b & 15) - 8) * f);
-          dst[r * in + 2 * i + 1] = static_cast<scalar_t>(static_cast<float>((b >> 4) - 8) * f);
+    at::parallel_for(0, out * groups, 16, [&](int64_t begin, int64_t end) {
+      scalar_t table[16];  // the group's 16 possible weights, so the inner loop only looks them up
+      for (int64_t g = begin; g < end; ++g) {
+        for (int v = 0; v < 16; ++v) table[v] = static_cast<scalar_t>(static_cast<float>(v - 8) * sc[g]);
+        const uint8_t* b = src + g * (group / 2);
+        scalar_t* d = dst + g * group;
+        for (int64_t j = 0; j < group / 2; ++j) {
+          d[2 * j] = table[b[j] & 15];
+          d[2 * j + 1] = table[b[j] >> 4];
         }
+      }
     });
   });
   return w;
