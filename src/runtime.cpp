@@ -35,13 +35,15 @@ at::Device parse_device(const std::string& text, const std::string& flag) {
   throw Error(flag + ": '" + text + "' is not cpu, cuda or cuda:N");
 }
 
-void set_threads(int threads) {
+void set_threads(int threads, const std::string& flag) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Far more threads than cores only contend (and hundreds stall while being created).
-  if (threads > 4 * cores)
-    throw Error("-t/--threads: " + std::to_string(threads) + " is more than 4 x the " + std::to_string(cores) +
-                " cores of this machine");
-  at::set_num_threads(threads > 0 ? threads : cores);
+  if (threads < 0 || threads > 4 * cores)
+    throw Error(flag + ": " + std::to_string(threads) + " is not between 0 (all cores) and 4 x the " +
+                std::to_string(cores) + " cores of this machine");
+  // Setting the count rebuilds LibTorch's pools (~20 ms), which a library called per image must not pay each time.
+  const int wanted = threads > 0 ? threads : cores;
+  if (at::get_num_threads() != wanted) at::set_num_threads(wanted);
 }
 
 void configure_runtime(int threads) {

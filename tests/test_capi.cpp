@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "sana/frontend/generation_params.h"
 #include "sana/io/image.h"
 #include "sana/io/safetensors.h"
 #include "sana/models/sana_transformer.h"
@@ -76,19 +77,26 @@ void expect_same_bytes(const at::Tensor& cli, const sana_image& img) {
 TEST(CApi, VersionAndDefaultsFromTheGenerationParameters) {
   EXPECT_STREQ(sana_version(), SANA_PROJECT_VERSION);
   EXPECT_EQ(sana_api_version(), SANA_API_VERSION);
+  // The generation-parameters module's defaults, the ones `generate --help` prints.
+  const sana::GenerationParams d;
   sana_gen_params g;
   sana_gen_params_init(&g);
   EXPECT_EQ(g.struct_size, sizeof(sana_gen_params));
   EXPECT_EQ(g.prompt, nullptr);
-  EXPECT_EQ(g.width, 1024);  // the generation-parameters module's defaults (generate --help prints the same)
-  EXPECT_EQ(g.steps, 2);
-  EXPECT_EQ(g.seed, 42);
-  EXPECT_DOUBLE_EQ(g.intermediate_timesteps, 1.3);
-  EXPECT_STREQ(g.control_preprocess, "none");
+  EXPECT_EQ(g.width, d.width);
+  EXPECT_EQ(g.height, d.height);
+  EXPECT_EQ(g.steps, d.steps);
+  EXPECT_EQ(g.seed, d.seed);
+  EXPECT_EQ(g.guidance, d.guidance);
+  EXPECT_EQ(g.intermediate_timesteps, d.intermediate_timesteps);
+  EXPECT_EQ(g.complex_human_instruction, d.complex_human_instruction);
+  EXPECT_EQ(g.strength, d.strength);
+  EXPECT_EQ(g.control_preprocess, d.control_preprocess);
   sana_ctx_params c;
   sana_ctx_params_init(&c);
-  EXPECT_STREQ(c.device, "cpu");
-  EXPECT_STREQ(c.dtype, "fp32");
+  EXPECT_EQ(c.device, d.device);
+  EXPECT_EQ(c.dtype, d.dtype);
+  EXPECT_EQ(c.quantize_min_weights, d.quantize_min_weights);
 }
 
 TEST(CApi, SprintSameBytesAsTheCli) {

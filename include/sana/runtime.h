@@ -10,8 +10,9 @@ namespace sana {
 at::ScalarType parse_dtype(const std::string& text, const std::string& flag = "--dtype");
 // "cpu" | "cuda" | "cuda:N"; Error if the LibTorch build or machine has no CUDA.
 at::Device parse_device(const std::string& text, const std::string& flag = "--device");
-// Sets LibTorch's intra-op threads (0 = all cores).
-void set_threads(int threads);
+// Sets LibTorch's intra-op threads (0 = all cores) for the calling thread, only when they differ; Error naming `flag`
+// outside 0 .. 4 x the cores.
+void set_threads(int threads, const std::string& flag = "-t/--threads");
 // Process-wide CPU settings for the executables: threads (as set_threads) and glibc malloc tuning. glibc hands
 // freed blocks of 128 KiB..32 MiB back to the kernel (munmap, heap trimming), so each large activation is
 // page-faulted in again by the next op; keeping them in the heap halved system time and made the 0.6B forward

@@ -3,7 +3,6 @@
 // `sana-sprint generate` draws. No C++ exception leaves this file: each entry point catches and returns a code.
 #include "sana_sprint.h"
 
-#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
 #include <atomic>
@@ -13,7 +12,6 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <thread>
 
 #include "sana/error.h"
 #include "sana/frontend/generation_params.h"
@@ -39,11 +37,12 @@ ApiError invalid(const std::string& message) { return ApiError(SANA_ERR_INVALID_
 // One loaded pipeline. Calls hold a shared_ptr, so sana_ctx_free while a call runs frees it when the call ends.
 struct Context {
   std::unique_ptr<sana::Pipeline> pipe;
-  std::string model_dir, controlnet_dir, vae_dir, quantize, device, dtype, class_name;
+  std::string class_name;
   int n_threads = 0;
-  std::vector<sana::LoraSpec> loras;
-  GenerationParams defaults;  // the library's, with the folder's generation_defaults.json applied
-  std::mutex call;            // one call at a time
+  // The folder and how it is loaded (model, device, dtype, controlnet, vae, quantize, lora), and the generation
+  // defaults: the library's with the folder's generation_defaults.json applied. Each call starts from it.
+  GenerationParams defaults;
+  std::mutex call;  // one call at a time
   std::mutex state;
   bool running = false;
   std::atomic<bool> cancel{false};
@@ -146,14 +145,9 @@ void fill_gen_params(sana_gen_params* out, const GenerationParams& p) {
   out->control_scale = p.control_scale;
 }
 
+// The call's parameters: the context's (folder, loading) with the struct's generation fields.
 GenerationParams to_params(const sana_gen_params& g, const Context& c) {
-  GenerationParams p;
-  p.model = c.model_dir;
-  p.device = c.device;
-  p.dtype = c.dtype;
-  p.controlnet = c.controlnet_dir;
-  p.vae = c.vae_dir;
-  p.quantize = c.quantize;
+  GenerationParams p = c.defaults;
   if (!g.prompt) throw invalid("prompt is NULL");
   p.prompt = g.prompt;
   p.negative_prompt = str(g.negative_prompt);
@@ -191,16 +185,10 @@ at::Tensor image_tensor(const sana_image* image, const char* name) {
   return rgb.permute({2, 0, 1}).to(at::kFloat) / 255.0;
 }
 
-void check_ctx_params(const sana_ctx_params& p) {
+// The pointers the shared checks cannot see; every value is checked where the CLI's flags are (parse_device,
+// parse_dtype, parse_quantize, parse_lora_spec, set_threads, validate), under the struct's field names.
+void check_pointers(const sana_ctx_params& p) {
   if (!p.model_dir || !*p.model_dir) throw invalid("model_dir is empty");
-  const std::string q = str(p.quantize);
-  if (!(q.empty() || q == "none" || q == "int8" || q == "w8a8" || q == "q4"))
-    throw invalid("quantize must be \"\", int8, w8a8 or q4, got '" + q + "'");
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (p.n_threads < 0 || p.n_threads > 4 * cores)
-    throw invalid("n_threads is " + std::to_string(p.n_threads) + "; expected 0 (all cores) up to 4 x the " +
-                  std::to_string(cores) + " cores");
-  if (p.quantize_min_weights < 0) throw invalid("quantize_min_weights must be 0 or more");
   if (!p.device || !p.dtype) throw invalid(std::string(p.device ? "dtype" : "device") + " is NULL");
   if (p.n_loras < 0 || (p.n_loras > 0 && !p.loras)) throw invalid("loras is NULL or n_loras negative");
   for (int i = 0; i < p.n_loras; ++i)
@@ -208,28 +196,26 @@ void check_ctx_params(const sana_ctx_params& p) {
 }
 
 std::shared_ptr<Context> load_context(const sana_ctx_params& cp) {
-  check_ctx_params(cp);
+  check_pointers(cp);
   auto c = std::make_shared<Context>();
-  c->model_dir = cp.model_dir;
-  c->controlnet_dir = str(cp.controlnet_dir);
-  c->vae_dir = str(cp.vae_dir);
-  c->quantize = str(cp.quantize) == "none" ? "" : str(cp.quantize);
-  c->device = cp.device;
-  c->dtype = cp.dtype;
-  c->n_threads = cp.n_threads;
-  for (int i = 0; i < cp.n_loras; ++i) c->loras.push_back(sana::parse_lora_spec(cp.loras[i], "loras[" + std::to_string(i) + "]"));
-  GenerationParams p;
-  p.model = c->model_dir;
-  p.device = c->device;
-  p.dtype = c->dtype;
+  GenerationParams& p = c->defaults;
+  p.model = cp.model_dir;
+  p.device = cp.device;
+  p.dtype = cp.dtype;
+  p.controlnet = str(cp.controlnet_dir);
+  p.vae = str(cp.vae_dir);
+  p.quantize = str(cp.quantize);
+  p.quantize_min_weights = cp.quantize_min_weights;
+  p.lora.assign(cp.loras, cp.loras + cp.n_loras);
+  if (p.quantize_min_weights < 0) throw invalid("quantize_min_weights must be 0 or more");
+  sana::nn::parse_quantize(p.quantize);
   sana::apply_model_defaults(p, {});
-  c->defaults = p;
-  const at::Device device = sana::parse_device(c->device, "device");
-  const at::ScalarType dtype = sana::parse_dtype(c->dtype, "dtype");
-  sana::set_threads(c->n_threads);
+  const at::Device device = sana::parse_device(p.device, "device");
+  const at::ScalarType dtype = sana::parse_dtype(p.dtype, "dtype");
+  c->n_threads = cp.n_threads;
+  sana::set_threads(c->n_threads, "n_threads");
   try {
-    c->pipe = sana::load_pipeline(c->model_dir, device, dtype,
-                                  {c->controlnet_dir, c->vae_dir, c->quantize, cp.quantize_min_weights, c->loras});
+    c->pipe = sana::load_pipeline(p.model, device, dtype, sana::load_options(p));
   } catch (const sana::Error& e) {
     throw ApiError(SANA_ERR_LOAD, e.what());
   }
@@ -262,10 +248,7 @@ void generate(Context& c, const sana_gen_params& g, sana_image* out) {
 
   std::lock_guard<std::mutex> one_call(c.call);
   RunningCall running(c);
-  // LibTorch's thread count is per calling thread; setting it costs ~20 ms (its thread pools are rebuilt), so only
-  // when this thread's differs.
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (at::get_num_threads() != (c.n_threads > 0 ? c.n_threads : cores)) sana::set_threads(c.n_threads);
+  sana::set_threads(c.n_threads, "n_threads");  // LibTorch's thread count belongs to the calling thread
   const auto progress = [&](const std::string& stage, double seconds) {
     if (c.cancel) throw Cancelled{};
     if (g.progress && g.progress(stage.c_str(), seconds, g.progress_user_data) != 0) throw Cancelled{};

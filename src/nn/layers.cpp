@@ -33,7 +33,7 @@ at::Tensor Conv2d::forward(const at::Tensor& x) const {
 }
 
 at::Tensor Conv2d::forward_pointwise_tokens(const at::Tensor& x) const {
-  const std::vector<int64_t> shape = weight_shape();
+  const at::IntArrayRef shape = int8 == Int8Compute::q4 ? at::IntArrayRef(q4_shape_) : weight.sizes();
   TORCH_CHECK(shape[2] == 1 && shape[3] == 1 && groups == 1 && stride == 1,
               "forward_pointwise_tokens needs a 1x1 convolution");
   at::Tensor y = is_int8() ? int8_linear(x, weight.flatten(1), weight_scale, bias, int8)

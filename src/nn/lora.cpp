@@ -36,10 +36,9 @@ std::map<std::string, WeightedLayer*> weighted_layers(Module& root) {
   return out;
 }
 
-LoraReport apply_lora(Module& root, const LoraFile& file, const std::string& component, double scale, bool side) {
+LoraPlan plan_lora(Module& root, const LoraFile& file, const std::string& component, double scale) {
   const auto layers = weighted_layers(root);
-  // Every layer is checked before any is changed: a bad file leaves the model as it was.
-  std::vector<std::pair<WeightedLayer*, LoraDelta>> todo;
+  LoraPlan todo;
   for (const LoraLayer& l : file.layers) {
     if (l.component != component) continue;
     const auto it = layers.find(l.module);
@@ -50,8 +49,12 @@ LoraReport apply_lora(Module& root, const LoraFile& file, const std::string& com
     const auto on = it->second->weight.device();
     todo.push_back({it->second, LoraDelta{l.down.to(on), l.up.to(on), scale * l.alpha / l.rank()}});
   }
+  return todo;
+}
+
+LoraReport apply_lora(LoraPlan plan, bool side) {
   LoraReport report;
-  for (auto& [layer, delta] : todo) {
+  for (auto& [layer, delta] : plan) {
     if (side || layer->is_int8()) {
       layer->lora.push_back(std::move(delta));
       ++report.side;

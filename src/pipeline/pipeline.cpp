@@ -110,9 +110,13 @@ LoraSpec parse_lora_spec(const std::string& text, const std::string& field) {
     if (!tail.empty() && end && *end == '\0') spec = {text.substr(0, colon), scale};
   }
   if (spec.path.empty()) throw Error(field + ": '" + text + "' names no file (FILE or FILE:SCALE)");
-  if (!std::isfinite(spec.scale) || std::abs(spec.scale) > 10)
-    throw Error(field + ": the scale of " + spec.path + " must be between -10 and 10, got " + c10::str(spec.scale));
+  check_lora_scale(spec.scale, spec.path, field);
   return spec;
+}
+
+void check_lora_scale(double scale, const std::string& lora, const std::string& field) {
+  if (!std::isfinite(scale) || std::abs(scale) > 10)
+    throw Error(field + ": the scale of " + lora + " must be between -10 and 10, got " + c10::str(scale));
 }
 
 nn::LoraReport PipelineComponents::apply_lora(const LoraSpec& spec, bool side) {
@@ -128,12 +132,13 @@ nn::LoraReport PipelineComponents::apply_lora(const LoraSpec& spec, bool side) {
   for (const LoraLayer& l : file.layers)
     if (l.component == "controlnet" && !controlnet)
       throw Error(spec.path + ": tensor " + l.tensor + " is for a ControlNet, and this pipeline has none");
-  nn::LoraReport total;
+  // Every layer of every component is checked before any is changed: a bad file leaves the model as it was.
+  nn::LoraPlan plan;
   for (const auto& [name, module] : targets) {
-    const nn::LoraReport r = nn::apply_lora(*module, file, name, spec.scale, side);
-    total.fused += r.fused, total.side += r.side;
+    nn::LoraPlan part = nn::plan_lora(*module, file, name, spec.scale);
+    plan.insert(plan.end(), part.begin(), part.end());
   }
-  return total;
+  return nn::apply_lora(std::move(plan), side);
 }
 
 void PipelineComponents::remove_loras() {

@@ -2,7 +2,6 @@
 #include "http_context.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 
@@ -98,32 +97,39 @@ LoraSpec named_lora(const Context& ctx, const std::string& field, const std::str
   const std::filesystem::path file = std::filesystem::path(ctx.options.lora_dir) / (name + ".safetensors");
   if (!std::filesystem::is_regular_file(file))
     throw ParamError(field, "unknown LoRA '" + name + "' (GET /sdapi/v1/loras lists them)");
-  if (!std::isfinite(scale) || std::abs(scale) > 10)
-    throw ParamError(field, "the scale of " + name + " must be between -10 and 10, got " + json(scale).dump());
+  try {
+    check_lora_scale(scale, name, field);
+  } catch (const Error& e) {
+    throw ParamError(field, std::string(e.what()).substr(field.size() + 2));
+  }
   return {file.string(), scale};
+}
+
+// "NAME" or "NAME:SCALE", as a prompt tag and the loras field spell a LoRA (names hold no ':').
+std::pair<std::string, double> name_and_scale(const std::string& text, const std::string& field) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return {text, 1.0};
+  const std::string tail = text.substr(colon + 1);
+  char* end = nullptr;
+  const double scale = std::strtod(tail.c_str(), &end);
+  if (tail.empty() || *end) throw ParamError(field, "the LoRA '" + text + "' has no number as its scale");
+  return {text.substr(0, colon), scale};
 }
 
 }  // namespace
 
 std::vector<LoraSpec> request_loras(const Context& ctx, GenerationParams& p, const json& field) {
   std::vector<LoraSpec> out;
-  const auto add = [&](const std::string& where, const std::string& name, double scale) {
-    out.push_back(named_lora(ctx, where, name, scale));
-    p.lora.push_back(name + ":" + json(scale).dump());  // for the PNG's parameters text
+  const auto add = [&](const std::string& where, const std::pair<std::string, double>& lora) {
+    out.push_back(named_lora(ctx, where, lora.first, lora.second));
+    p.lora.push_back(lora.first + ":" + json(lora.second).dump());  // for the PNG's parameters text
   };
   // A1111's prompt tags, taken out of the prompt as A1111 does.
-  static const std::regex kTag("<lora:([^:>]*)(?::([^>]*))?>");
+  static const std::regex kTag("<lora:([^>]*)>");
   std::smatch m;
   std::string prompt = p.prompt, kept;
   while (std::regex_search(prompt, m, kTag)) {
-    double scale = 1;
-    if (m[2].matched) {
-      char* end = nullptr;
-      const std::string text = m[2].str();
-      scale = std::strtod(text.c_str(), &end);
-      if (text.empty() || *end) throw ParamError("prompt", "the LoRA tag " + m[0].str() + " has no number as its scale");
-    }
-    add("prompt", m[1].str(), scale);
+    add("prompt", name_and_scale(m[1].str(), "prompt"));
     kept += m.prefix().str();
     prompt = m.suffix().str();
   }
@@ -135,16 +141,10 @@ std::vector<LoraSpec> request_loras(const Context& ctx, GenerationParams& p, con
   if (!field.is_array()) throw ParamError("loras", "must be a list of LoRA names or {\"name\", \"scale\"} objects");
   for (const json& item : field) {
     if (item.is_string()) {
-      LoraSpec spec;
-      try {
-        spec = parse_lora_spec(item.get<std::string>(), "loras");
-      } catch (const Error& e) {
-        throw ParamError("loras", std::string(e.what()).substr(std::string("loras: ").size()));
-      }
-      add("loras", spec.path, spec.scale);
+      add("loras", name_and_scale(item.get<std::string>(), "loras"));
     } else if (item.is_object() && item.contains("name") && item["name"].is_string() &&
                (!item.contains("scale") || item["scale"].is_number())) {
-      add("loras", item["name"].get<std::string>(), item.value("scale", 1.0));
+      add("loras", {item["name"].get<std::string>(), item.value("scale", 1.0)});
     } else {
       throw ParamError("loras", "each entry must be \"NAME\", \"NAME:SCALE\" or {\"name\": ..., \"scale\": ...}, got " + item.dump());
     }

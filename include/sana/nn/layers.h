@@ -43,7 +43,7 @@ class WeightedLayer : public Module {
   at::Tensor dequantized(at::ScalarType dtype) const;
 
   at::Tensor weight, bias;  // bias undefined when disabled
-  at::Tensor weight_scale;  // int8 only: fp32 [out, 1, ...]
+  at::Tensor weight_scale;  // int8: fp32 [out, 1, ...]; q4: fp32 [out, in / kQ4Group]
   Int8Compute int8 = Int8Compute::none;
 
   // LoRA (lora.h), in one of two forms: fused into `weight` (fuse_lora; the weight it replaced is kept, so
@@ -51,7 +51,6 @@ class WeightedLayer : public Module {
   // int8 weights, or when the LoRAs change from call to call).
   void fuse_lora(const LoraDelta& delta);
   void unfuse_lora();
-  bool lora_fused() const { return lora_original.defined(); }
   std::vector<LoraDelta> lora;
 
  protected:
@@ -62,11 +61,11 @@ class WeightedLayer : public Module {
       y = y + product(product(x, d.down.to(x.scalar_type()), true), d.up.to(x.scalar_type()), false) * d.scale;
     return y;
   }
+  std::vector<int64_t> q4_shape_;  // q4 only: the floating weight's shape
 
  private:
   void set_int8(at::Tensor q, at::Tensor scale, Int8Compute compute);
   void replace_weight(at::Tensor w);
-  std::vector<int64_t> q4_shape_;
   at::Tensor lora_original;  // the weight before the first fuse_lora
 };
 

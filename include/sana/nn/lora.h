@@ -17,10 +17,13 @@ struct LoraReport {
   int fused = 0, side = 0;  // layers changed each way
 };
 
-// Applies the LoRA layers of `component` with `scale` (the user's; each layer's alpha / rank on top): fused into
-// floating weights, or on the side path where the weight is int8 or `side` is asked for. Errors name the file and the
-// tensor: a module the model lacks, a shape that does not fit, a grouped convolution.
-LoraReport apply_lora(Module& root, const LoraFile& file, const std::string& component, double scale, bool side = false);
+// The LoRA layers of `component` matched to the layers of `root` they change, with `scale` (the user's; each layer's
+// alpha / rank on top), checked but not applied. Errors name the file and the tensor: a module the model lacks, a
+// shape that does not fit, a grouped convolution.
+using LoraPlan = std::vector<std::pair<WeightedLayer*, LoraDelta>>;
+LoraPlan plan_lora(Module& root, const LoraFile& file, const std::string& component, double scale);
+// Applies a plan: fused into floating weights, on the side path where the weight is quantized or `side` is asked for.
+LoraReport apply_lora(LoraPlan plan, bool side = false);
 
 // Undoes every LoRA under `root`: fused weights restored bit for bit, side paths cleared.
 void remove_loras(Module& root);

@@ -35,6 +35,8 @@ struct LoraSpec {
 };
 // "FILE" or "FILE:SCALE" (SCALE a number; a path that itself holds ':' needs the explicit ":1"). Error naming `field`.
 LoraSpec parse_lora_spec(const std::string& text, const std::string& field = "lora");
+// Error naming `field` unless |scale| <= 10 (beyond that a LoRA only breaks the image).
+void check_lora_scale(double scale, const std::string& lora, const std::string& field);
 
 struct PipelineComponents {
   std::shared_ptr<GemmaTokenizer> tokenizer;   // may be null when every call passes prompt embeddings

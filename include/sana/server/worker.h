@@ -99,10 +99,10 @@ class Worker {
 
   // Makes the model's LoRAs base_loras + job.loras (fused; exactly undone first when they differ).
   void switch_loras(Job& job);
-  std::vector<LoraSpec> applied_loras_;
   std::unique_ptr<Pipeline> pipeline_;
   Options options_;
   PromptCache prompts_;
+  std::vector<LoraSpec> applied_loras_;  // worker thread only
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::deque<std::shared_ptr<Job>> queue_;
