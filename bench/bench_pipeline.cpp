@@ -11,6 +11,8 @@
 //   build/bench_pipeline --dtype bf16 --sizes 1024 --release-text-encoder   # the peak RSS of `generate`
 //   build/bench_pipeline --dtype bf16 --sizes 1024 --compare-vae tests/data/configs/dc-ae-lite-f32c32-sana-1.1-diffusers
 //                                                         # DC-AE-Lite against the model's DC-AE, runs alternated
+//   build/bench_pipeline --dtype bf16 --sizes 1024 --compare-vae tests/data/configs/taesana
+//                                                         # the tiny preview decoder (AutoencoderTiny) likewise
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 
@@ -25,6 +27,8 @@
 #include "bench_util.h"
 #include "sana/diffusion/trigflow.h"
 #include "sana/error.h"
+#include "sana/io/config.h"
+#include "sana/models/autoencoder_tiny.h"
 #include "sana/models/dcae.h"
 #include "sana/models/gemma2.h"
 #include "sana/models/sana_transformer.h"
@@ -107,8 +111,9 @@ int main(int argc, char** argv) {
   app.add_flag("--release-text-encoder", release_text_encoder,
                "release the text encoder after its stage, as `sana-sprint generate` does (the one-call peak RSS)");
   app.add_option("--compare-vae", compare_vae,
-                 "a second AutoencoderDC config folder (e.g. DC-AE-Lite) whose decode is timed in alternation with "
-                 "the model's, with the ratios of the decodes and of the end-to-end times");
+                 "a second decoder's config folder, an AutoencoderDC (e.g. DC-AE-Lite) or an AutoencoderTiny (the "
+                 "tiny preview decoder), whose decode is timed in alternation with the model's, with the ratios of "
+                 "the decodes and of the end-to-end times");
   app.add_option("--quantize", quantize, "int8 | w8a8 | q4: the text encoder's and transformer's matrices quantized, as "
                  "`generate --quantize` makes them");
   app.add_flag("--vae-tiling", tiled, "time the tiled decode (512-px tiles) instead of the whole decode");
@@ -144,11 +149,31 @@ int main(int argc, char** argv) {
     const auto vcfg = load_autoencoder_dc_config(configs + "/vae/config.json");
     std::shared_ptr<Gemma2Model> text_encoder;
     std::shared_ptr<SanaTransformer2DModel> transformer;
-    std::shared_ptr<AutoencoderDC> vae, other_vae;
-    std::optional<AutoencoderDCConfig> ocfg;
+    std::shared_ptr<AutoencoderDC> vae;
+    // The compared decoder: another AutoencoderDC (DC-AE-Lite) or a tiny preview decoder (AutoencoderTiny).
+    std::shared_ptr<torch::nn::Module> other_vae;
+    std::function<at::Tensor(const at::Tensor&)> other_decode;
+    std::function<double(int64_t)> other_flops;
     if (!compare_vae.empty()) {
-      ocfg = load_autoencoder_dc_config(compare_vae + "/config.json");
-      if (ocfg->latent_channels != vcfg.latent_channels || ocfg->spatial_factor() != vcfg.spatial_factor())
+      const std::string config = compare_vae + "/config.json";
+      const bool tiny = read_text_file(config).find("\"AutoencoderTiny\"") != std::string::npos;
+      int channels = 0, factor = 0;
+      if (tiny) {
+        const auto tcfg_tiny = load_autoencoder_tiny_config(config);
+        channels = tcfg_tiny.latent_channels, factor = tcfg_tiny.spatial_factor();
+        auto model = std::make_shared<AutoencoderTiny>(tcfg_tiny, opts);
+        other_decode = [m = model.get()](const at::Tensor& z) { return m->decode(z); };
+        other_flops = [tcfg_tiny](int64_t lat) { return autoencoder_tiny_flops(tcfg_tiny, lat, lat); };
+        other_vae = model;
+      } else {
+        const auto ocfg = load_autoencoder_dc_config(config);
+        channels = ocfg.latent_channels, factor = ocfg.spatial_factor();
+        auto model = std::make_shared<AutoencoderDC>(ocfg, opts);
+        other_decode = [m = model.get()](const at::Tensor& z) { return m->decode(z); };
+        other_flops = [ocfg](int64_t lat) { return dcae_decoder_flops(ocfg, lat, lat); };
+        other_vae = model;
+      }
+      if (channels != vcfg.latent_channels || factor != vcfg.spatial_factor())
         throw Error("--compare-vae " + compare_vae + ": another latent space than " + configs + "/vae");
     }
     if (want.count("text")) text_encoder = build<Gemma2Model>("text encoder", gcfg, 1, opts);
@@ -157,11 +182,10 @@ int main(int argc, char** argv) {
       vae = std::make_shared<AutoencoderDC>(vcfg, opts);
       nn::init_random(*vae->decoder, 3);
       std::printf("vae: decoder %lld parameters\n", static_cast<long long>(nn::count_parameters(*vae->decoder)));
-      if (ocfg) {
-        other_vae = std::make_shared<AutoencoderDC>(*ocfg, opts);
-        nn::init_random(*other_vae->decoder, 4);
-        std::printf("compared vae (%s): decoder %lld parameters\n", compare_vae.c_str(),
-                    static_cast<long long>(nn::count_parameters(*other_vae->decoder)));
+      if (other_vae) {
+        nn::init_random(*other_vae, 4);
+        std::printf("compared decoder (%s): %lld parameters (with any encoder)\n", compare_vae.c_str(),
+                    static_cast<long long>(nn::count_parameters(*other_vae)));
       }
     }
     if (!quantize.empty()) {
@@ -231,18 +255,16 @@ int main(int argc, char** argv) {
         const int64_t lat = size / vcfg.spatial_factor();
         const at::Tensor z = at::randn({1, vcfg.latent_channels, lat, lat}).to(opts);
         const std::string s = std::to_string(size), how = tiled ? " (tiled)" : "";
-        const auto decode = [&](const AutoencoderDC& v) {
-          return std::function<void()>([&v, z, t = tiled] { t ? v.decode_tiled(z) : v.decode(z); });
-        };
+        const std::function<void()> decode = [&v = *vae, z, t = tiled] { t ? v.decode_tiled(z) : v.decode(z); };
         if (!other_vae) {
-          seconds["vae" + s] = report("vae decode " + s + "^2" + how, bench::time_runs(runs, device, decode(*vae)),
+          seconds["vae" + s] = report("vae decode " + s + "^2" + how, bench::time_runs(runs, device, decode),
                                       tiled ? 0.0 : dcae_decoder_flops(vcfg, lat, lat) / 1e9, device, dtype);
           continue;
         }
-        const auto [ta, tb] = time_alternating(runs, device, decode(*vae), decode(*other_vae));
+        // The compared decoder runs whole (tiling is the model's VAE's option).
+        const auto [ta, tb] = time_alternating(runs, device, decode, [&, z] { other_decode(z); });
         report("vae decode " + s + "^2" + how, ta, tiled ? 0.0 : dcae_decoder_flops(vcfg, lat, lat) / 1e9, device, dtype);
-        report("compared vae decode " + s + "^2" + how, tb, tiled ? 0.0 : dcae_decoder_flops(*ocfg, lat, lat) / 1e9,
-               device, dtype);
+        report("compared vae decode " + s + "^2", tb, other_flops(lat) / 1e9, device, dtype);
         seconds["vae" + s] = minimum(ta);
         seconds["othervae" + s] = minimum(tb);
         std::printf("compared vae / vae decode %s^2 (fastest runs, alternated): %.3f s / %.3f s = %.2f\n", s.c_str(),

@@ -10,7 +10,8 @@
  *
  * Versioning: every params struct starts with `struct_size`, which its *_init function sets to the size this header
  * declares. A struct from an older header (smaller) is read up to its size, the rest taken as defaults; one from a
- * newer header (larger) or one never initialised is refused with SANA_ERR_INVALID_ARGUMENT.
+ * newer header (larger) or one never initialised is refused with SANA_ERR_INVALID_ARGUMENT. Fields marked "API version
+ * 2" were appended in version 2.
  *
  * Threads (docs/EMBEDDING.md): calls on one context run one at a time (a second thread's call waits for the first);
  * different contexts may run at once. sana_cancel may be called from any thread. sana_last_error is per thread.
@@ -35,7 +36,7 @@ extern "C" {
 #endif
 
 /* The version of this header's API; sana_api_version() gives the library's. */
-#define SANA_API_VERSION 1
+#define SANA_API_VERSION 2
 
 /* Return codes. */
 #define SANA_OK 0
@@ -66,6 +67,8 @@ typedef struct sana_ctx_params {
   int64_t quantize_min_weights; /* layers with fewer weights are not quantized */
   const char* const* loras;  /* n_loras LoRA files fused into the weights, each "FILE" or "FILE:SCALE" (docs/LORA.md) */
   int n_loras;
+  /* API version 2: */
+  const char* tiny_vae_dir;  /* an AutoencoderTiny folder used as the tiny decoder instead of the model's vae_tiny/ */
 } sana_ctx_params;
 
 /* Called at each stage of a call ("text encoder", "step 1/2", "vae decode") with the seconds since the call began.
@@ -94,6 +97,8 @@ typedef struct sana_gen_params {
   double control_scale;        /* factor on the ControlNet's residuals */
   sana_progress_fn progress;   /* optional */
   void* progress_user_data;
+  /* API version 2: */
+  const char* decoder;         /* "full" (the VAE) | "tiny" (the tiny preview decoder, docs/DECODERS.md); NULL: full */
 } sana_gen_params;
 
 /* The library's defaults (the same as `sana-sprint generate`'s). */

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -116,6 +117,36 @@ TEST(CApi, SprintSameBytesAsTheCli) {
                       out.img);
   }
   sana_ctx_free(ctx);
+}
+
+// API version 2 appended `decoder` (and ctx `tiny_vae_dir`): "tiny" draws what `generate --decoder tiny` draws; a
+// caller built against version 1 (a struct that ends before the new field) gets the full decoder, as before.
+TEST(CApi, TinyDecoderSameBytesAsTheCliAndVersion1StructsStillWork) {
+  sana::test::TempDir dir;
+  sana_ctx* ctx = open(kSprint);
+  ASSERT_NE(ctx, nullptr);
+  sana_gen_params g = defaults_of(ctx, "a small yellow star", 5);
+  EXPECT_STREQ(g.decoder, "full");
+  g.decoder = "tiny";
+  Image tiny;
+  ASSERT_EQ(sana_generate(ctx, &g, &tiny.img), SANA_OK) << sana_last_error();
+  expect_same_bytes(cli_image("-m " + kSprint + " -p 'a small yellow star' -s 5 --decoder tiny", dir, "tiny"), tiny.img);
+  g.struct_size = offsetof(sana_gen_params, decoder);  // version 1's size: `decoder` is not read
+  Image v1;
+  ASSERT_EQ(sana_generate(ctx, &g, &v1.img), SANA_OK) << sana_last_error();
+  expect_same_bytes(cli_image("-m " + kSprint + " -p 'a small yellow star' -s 5", dir, "full"), v1.img);
+  sana_ctx_free(ctx);
+
+  sana_ctx_params p;
+  sana_ctx_params_init(&p);
+  p.model_dir = kSprint.c_str();
+  p.tiny_vae_dir = "/no/such/tiny";
+  EXPECT_EQ(sana_ctx_new(&p), nullptr);
+  EXPECT_NE(std::string(sana_last_error()).find("/no/such/tiny"), std::string::npos) << sana_last_error();
+  p.struct_size = offsetof(sana_ctx_params, tiny_vae_dir);  // version 1: the field is not read
+  sana_ctx* old = sana_ctx_new(&p);
+  EXPECT_NE(old, nullptr) << sana_last_error();
+  sana_ctx_free(old);
 }
 
 TEST(CApi, TeacherSameBytesAsTheCli) {
@@ -360,6 +391,7 @@ TEST(CApi, BadInputGivesACodeAndAMessage) {
   EXPECT_EQ(field_error([](auto& p) { p.guidance = -1; }).rfind("guidance: must be between 0", 0), 0u);
   EXPECT_EQ(field_error([](auto& p) { p.sampler = "ddim"; }).rfind("sampler: must be euler or dpm++2m", 0), 0u);
   EXPECT_EQ(field_error([](auto& p) { p.control_preprocess = "blur"; }).rfind("control_preprocess:", 0), 0u);
+  EXPECT_EQ(field_error([](auto& p) { p.decoder = "fast"; }).rfind("decoder: must be full or tiny", 0), 0u);
   uint8_t pixels[4 * 4 * 2] = {};
   sana_image two_channels{4, 4, 2, pixels, 0};
   EXPECT_EQ(field_error([&](auto& p) { p.init_image = &two_channels; }),

@@ -313,6 +313,43 @@ TEST_F(TinyWorld, TeacherFolderGeneratesTheFlowOdeSolution) {
   EXPECT_EQ(r.images.sizes(), (std::vector<int64_t>{1, 3, 32, 32}));
 }
 
+// The tiny preview decoder's trainer: a resumed run logs what an uninterrupted one logs, the export loads as the
+// teacher's vae_tiny/ and decodes its latents at the VAE's size, and a decoder of another latent space is refused.
+TEST_F(TinyWorld, TinyDecoderResumesExactlyAndDecodesThePipelinesLatents) {
+  write(path("tiny.json"), R"({"_class_name": "AutoencoderTiny", "latent_channels": 4,
+    "decoder_block_out_channels": [16, 8, 8, 8], "num_decoder_blocks": [1, 0, 0, 1]})");
+  sana::TinyDecoderOptions t;
+  t.cache = path("cache"), t.base = path("base"), t.config = path("tiny.json");
+  sana::train_tiny_decoder(t, train_options("tiny_full", 6));
+  auto o = train_options("tiny_resumed", 3);
+  sana::train_tiny_decoder(t, o);
+  o.steps = 6, o.resume = true;
+  sana::train_tiny_decoder(t, o);
+  const auto a = logged(path("tiny_full/training/log.jsonl"), "loss");
+  const auto b = logged(path("tiny_resumed/training/log.jsonl"), "loss");
+  ASSERT_EQ(a.size(), 6u);
+  EXPECT_EQ(a, b);
+  EXPECT_LT(a.back(), a.front());
+
+  auto pipe = sana::SanaPipeline::from_pretrained(path("teacher"), at::kCPU, at::kFloat);
+  pipe.components.attach_tiny_vae(path("tiny_full"), at::kFloat);
+  sana::GenerateOptions g;
+  g.prompts = {"a red circle"};
+  g.height = g.width = 32;
+  g.steps = 1;
+  g.prompt.use_complex_human_instruction = false;
+  g.prompt.max_sequence_length = 16;
+  g.tiny_decode = true;
+  const auto r = pipe.generate(g);
+  EXPECT_EQ(r.images.sizes(), (std::vector<int64_t>{1, 3, 32, 32}));
+
+  write(path("tiny16.json"), R"({"latent_channels": 16, "decoder_block_out_channels": [8, 8, 8, 8],
+    "num_decoder_blocks": [1, 1, 1, 1]})");
+  t.config = path("tiny16.json");
+  EXPECT_NE(sana::test::error_of([&] { sana::train_tiny_decoder(t, train_options("tiny16", 2)); }).find("tiny16.json"),
+            std::string::npos);
+}
+
 TEST_F(TinyWorld, StudentStartsAsTheTeacherAndExportsALoadableSprintPipeline) {
   auto o = train_options("student0", 0);
   auto d = distill_options();

@@ -7,7 +7,7 @@ import ctypes
 import ctypes.util
 import os
 
-API_VERSION = 1
+API_VERSION = 2
 
 OK = 0
 ERR_INVALID_ARGUMENT = 1
@@ -51,6 +51,7 @@ class sana_ctx_params(ctypes.Structure):
         ("quantize_min_weights", ctypes.c_int64),
         ("loras", ctypes.POINTER(ctypes.c_char_p)),
         ("n_loras", ctypes.c_int),
+        ("tiny_vae_dir", ctypes.c_char_p),  # API version 2
     ]
 
 
@@ -81,6 +82,7 @@ class sana_gen_params(ctypes.Structure):
         ("control_scale", ctypes.c_double),
         ("progress", PROGRESS_FN),
         ("progress_user_data", ctypes.c_void_p),
+        ("decoder", ctypes.c_char_p),  # API version 2
     ]
 
 

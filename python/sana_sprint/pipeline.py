@@ -108,18 +108,20 @@ class SanaSprintPipeline:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, dtype="fp32", device="cpu", controlnet=None, vae=None,
-                        quantize=None, n_threads=0, quantize_min_weights=None, loras=()):
+                        quantize=None, n_threads=0, quantize_min_weights=None, loras=(), tiny_vae=None):
         """Loads a diffusers pipeline folder. dtype: fp32 | bf16 | fp16 (CUDA); device: cpu | cuda[:N];
         controlnet: a SanaControlNetModel folder to attach; vae: an AutoencoderDC folder instead of the model's vae/;
         quantize: None | "int8" | "w8a8" | "q4"; n_threads: CPU threads (0: all cores); loras: LoRA files fused into the
-        weights, each a path or (path, scale) (docs/LORA.md)."""
+        weights, each a path or (path, scale) (docs/LORA.md); tiny_vae: an AutoencoderTiny folder instead of the
+        model's vae_tiny/ (docs/DECODERS.md)."""
         lib = _capi.library()
         params = _capi.sana_ctx_params()
         lib.sana_ctx_params_init(ctypes.byref(params))
         keep = [_bytes(pretrained_model_name_or_path, "pretrained_model_name_or_path"), _bytes(device, "device"),
                 _bytes(dtype, "dtype"), _bytes(controlnet, "controlnet"), _bytes(vae, "vae"),
-                _bytes(quantize, "quantize")]
-        params.model_dir, params.device, params.dtype, params.controlnet_dir, params.vae_dir, params.quantize = keep
+                _bytes(quantize, "quantize"), _bytes(tiny_vae, "tiny_vae")]
+        (params.model_dir, params.device, params.dtype, params.controlnet_dir, params.vae_dir, params.quantize,
+         params.tiny_vae_dir) = keep
         params.n_threads = n_threads
         specs = [_bytes(l if isinstance(l, (str, os.PathLike)) else "%s:%r" % (os.fspath(l[0]), float(l[1])), "loras")
                  for l in loras]
@@ -144,11 +146,12 @@ class SanaSprintPipeline:
                  guidance_scale=None, max_sequence_length=None, max_timesteps=None, intermediate_timesteps=None,
                  use_complex_human_instruction=None, use_resolution_binning=None, vae_tiling=None, sampler=None,
                  image=None, strength=None, control_image=None, controlnet_conditioning_scale=None,
-                 control_preprocess=None, callback=None, output_type=None):
+                 control_preprocess=None, callback=None, output_type=None, decoder=None):
         """One image. Arguments left as None take the model folder's defaults (what `sana-sprint generate` uses).
         image + strength: img2img; control_image (+ controlnet_conditioning_scale, control_preprocess none | invert
         | canny): ControlNet. callback(stage, seconds) is called at each stage; a true return cancels the call.
-        seed -1 draws a random seed (returned in .seeds). output_type: 'pil' | 'np' | 'raw' (default: the first
+        seed -1 draws a random seed (returned in .seeds). decoder: "full" | "tiny" (the tiny preview decoder,
+        docs/DECODERS.md). output_type: 'pil' | 'np' | 'raw' (default: the first
         available)."""
         lib = self._lib
         params = _capi.sana_gen_params()
@@ -172,7 +175,8 @@ class SanaSprintPipeline:
                 (use_resolution_binning, "resolution_binning", int), (vae_tiling, "vae_tiling", int),
                 (sampler, "sampler", lambda v: text(v, "sampler")), (strength, "strength", float),
                 (controlnet_conditioning_scale, "control_scale", float),
-                (control_preprocess, "control_preprocess", lambda v: text(v, "control_preprocess"))):
+                (control_preprocess, "control_preprocess", lambda v: text(v, "control_preprocess")),
+                (decoder, "decoder", lambda v: text(v, "decoder"))):
             if value is not None:
                 setattr(params, field, convert(value))
         for value, field in ((image, "init_image"), (control_image, "control_image")):

@@ -52,6 +52,11 @@ class SameBytesAsTheCli(unittest.TestCase):
                             "two red circles above a blue square", "-s", "7", "--steps", str(steps))
             self.assertSameImage(cli, ours)
 
+    def test_tiny_decoder(self):
+        ours = self.sprint("a small yellow star", seed=5, decoder="tiny").images[0]
+        cli = cli_image(self.tmp.name, "tiny", "-m", SPRINT, "-p", "a small yellow star", "-s", "5", "--decoder", "tiny")
+        self.assertSameImage(cli, ours)
+
     def test_teacher(self):
         with SanaSprintPipeline.from_pretrained(TEACHER) as teacher:
             ours = teacher("a green triangle", negative_prompt="blurry", num_inference_steps=6, seed=3).images[0]

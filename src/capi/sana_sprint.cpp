@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -96,12 +97,20 @@ int guarded(Fn&& fn, int failure_code = SANA_ERR_GENERATE) {
   return failure_code;
 }
 
+// Each struct's size in API version 1: the offset of the first field version 2 appended.
+template <typename T>
+constexpr size_t version1_size();
+template <>
+constexpr size_t version1_size<sana_ctx_params>() { return offsetof(sana_ctx_params, tiny_vae_dir); }
+template <>
+constexpr size_t version1_size<sana_gen_params>() { return offsetof(sana_gen_params, decoder); }
+
 // A params struct as this library's version of it: the caller's bytes up to its struct_size over the defaults.
 // Fields appended in later versions keep their defaults for a caller built against an older header.
 template <typename T>
 T read_struct(const T* in, void (*init)(T*), const char* name) {
   if (!in) throw invalid(std::string(name) + " is NULL");
-  constexpr size_t kVersion1Size = sizeof(T);  // fixed once a version 2 appends fields
+  constexpr size_t kVersion1Size = version1_size<T>();
   if (in->struct_size == 0) throw invalid(std::string(name) + ".struct_size is 0: initialise it with its _init function");
   if (in->struct_size > sizeof(T))
     throw invalid(std::string(name) + ".struct_size is " + std::to_string(in->struct_size) + " bytes, from a newer header (" +
@@ -143,6 +152,7 @@ void fill_gen_params(sana_gen_params* out, const GenerationParams& p) {
   out->strength = p.strength;
   out->control_preprocess = p.control_preprocess.c_str();
   out->control_scale = p.control_scale;
+  out->decoder = p.decoder.c_str();
 }
 
 // The call's parameters: the context's (folder, loading) with the struct's generation fields.
@@ -166,6 +176,7 @@ GenerationParams to_params(const sana_gen_params& g, const Context& c) {
   p.strength = g.strength;
   p.control_preprocess = g.control_preprocess ? g.control_preprocess : "none";
   p.control_scale = g.control_scale;
+  p.decoder = g.decoder ? g.decoder : "full";
   return p;
 }
 
@@ -204,6 +215,7 @@ std::shared_ptr<Context> load_context(const sana_ctx_params& cp) {
   p.dtype = cp.dtype;
   p.controlnet = str(cp.controlnet_dir);
   p.vae = str(cp.vae_dir);
+  p.tiny_vae = str(cp.tiny_vae_dir);
   p.quantize = str(cp.quantize);
   p.quantize_min_weights = cp.quantize_min_weights;
   p.lora.assign(cp.loras, cp.loras + cp.n_loras);

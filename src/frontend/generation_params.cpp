@@ -55,6 +55,8 @@ const std::vector<Field>& fields() {
       {"control_scale", "controlnet_conditioning_scale", &P::control_scale},
       {"controlnet", "", &P::controlnet},
       {"vae", "", &P::vae},
+      {"decoder", "", &P::decoder},
+      {"tiny_vae", "", &P::tiny_vae},
       {"quantize", "", &P::quantize},
       {"quantize_min_weights", "", &P::quantize_min_weights},
       {"init_image", "", &P::init_image},
@@ -177,8 +179,8 @@ void apply_model_defaults(P& p, const FieldSet& given) {
   if (!j.is_object()) throw Error(path.string() + ": not a JSON object");
   FieldSet skip = given;
   // A model folder does not choose these.
-  skip.insert({"model", "prompt", "device", "dtype", "control_image", "init_image", "controlnet", "vae", "quantize",
-               "quantize_min_weights"});
+  skip.insert({"model", "prompt", "device", "dtype", "control_image", "init_image", "controlnet", "vae", "tiny_vae",
+               "quantize", "quantize_min_weights"});
   try {
     set_params_from_json(p, j, skip, /*allow_unknown=*/true);
   } catch (const ParamError& e) {
@@ -230,6 +232,7 @@ void validate(const P& p) {
           "control_preprocess", "must be none, invert or canny, got '" + p.control_preprocess + "'");
   require(std::isfinite(p.control_scale) && p.control_scale >= 0 && p.control_scale <= L::max_control_scale,
           "control_scale", "must be between 0 and " + num(L::max_control_scale) + ", got " + num(p.control_scale));
+  require(p.decoder == "full" || p.decoder == "tiny", "decoder", "must be full or tiny, got '" + p.decoder + "'");
   require(std::isfinite(p.strength) && p.strength >= 0 && p.strength <= 1, "strength",
           "must be between 0 and 1, got " + num(p.strength));
   if (!p.init_image.empty())  // the pipeline's own rule (diffusers'): at least one step must remain
@@ -250,7 +253,7 @@ void validate_for_model(const P& p) {
 }
 
 PipelineLoadOptions load_options(const P& p) {
-  PipelineLoadOptions o{p.controlnet, p.vae, p.quantize, p.quantize_min_weights, {}};
+  PipelineLoadOptions o{p.controlnet, p.vae, p.tiny_vae, p.quantize, p.quantize_min_weights, {}};
   for (const std::string& lora : p.lora) o.loras.push_back(parse_lora_spec(lora));
   return o;
 }
@@ -291,6 +294,7 @@ GenerateOptions to_generate_options(const P& p, const at::Tensor& control_image,
   o.prompt.max_sequence_length = p.max_sequence_length;
   o.resolution_binning = p.resolution_binning;
   o.tiled_decode = p.vae_tiling;
+  o.tiny_decode = p.decoder == "tiny";
   o.max_timesteps = p.max_timesteps;
   if (p.steps == 2) o.intermediate_timesteps = p.intermediate_timesteps;  // the reference's rule
   o.timesteps = p.timesteps;
@@ -311,6 +315,7 @@ std::string png_parameters(const P& p, const std::string& sampler, const at::Ten
       << p.control_scale << ", Control preprocess: " << p.control_preprocess;
   if (!p.init_image.empty()) s << ", Denoising strength: " << p.strength;
   if (!p.vae.empty()) s << ", VAE: " << p.vae;
+  if (p.decoder == "tiny") s << ", Decoder: tiny" << (p.tiny_vae.empty() ? "" : " (" + p.tiny_vae + ")");
   for (const std::string& lora : p.lora) s << ", LoRA: " << lora;
   if (!p.quantize.empty()) s << ", Quantize: " << p.quantize;
   s << ", Dtype: " << p.dtype << ", Software: " << software;

@@ -81,6 +81,18 @@ json parse_object(const std::string& text, const std::string& source) {
   return j;
 }
 
+// A list of integers (kept as the default when absent or null).
+void read_int_list(const json& j, const Fields& f, const char* key, std::vector<int>& v) {
+  if (!j.contains(key) || j[key].is_null()) return;
+  if (!j[key].is_array()) f.fail(key, "must be a list of integers");
+  v.clear();
+  for (const auto& e : j[key]) {
+    if (!e.is_number_integer() || e.get<int64_t>() < -(1 << 30) || e.get<int64_t>() > (1 << 30))
+      f.fail(key, "must be a list of integers");
+    v.push_back(static_cast<int>(e.get<int64_t>()));
+  }
+}
+
 // Dimensions that would divide by zero, shift by an undefined amount or allocate without bound.
 void check_autoencoder_dims(const AutoencoderDCConfig& c, const Fields& f) {
   auto in_range = [&](const char* key, int v, int lo, int hi) {
@@ -221,16 +233,7 @@ AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path) {
   f.read("in_channels", c.in_channels);
   f.read("latent_channels", c.latent_channels);
   f.read("attention_head_dim", c.attention_head_dim);
-  auto int_list = [&](const char* key, std::vector<int>& v) {
-    if (!j.contains(key) || j[key].is_null()) return;
-    if (!j[key].is_array()) f.fail(key, "must be a list of integers");
-    v.clear();
-    for (const auto& e : j[key]) {
-      if (!e.is_number_integer() || e.get<int64_t>() < -(1 << 30) || e.get<int64_t>() > (1 << 30))
-        f.fail(key, "must be a list of integers");
-      v.push_back(static_cast<int>(e.get<int64_t>()));
-    }
-  };
+  auto int_list = [&](const char* key, std::vector<int>& v) { read_int_list(j, f, key, v); };
   auto scales = [&](const char* key, std::vector<std::vector<int>>& v) {
     if (!j.contains(key) || j[key].is_null()) return;
     if (!j[key].is_array()) f.fail(key, "must be a list of lists of kernel sizes");
@@ -296,6 +299,48 @@ AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path) {
     f.fail("decoder_conv_act_fn", "'" + c.decoder_conv_act_fn + "' is not supported");
   if (!(c.scaling_factor >= 1e-6 && c.scaling_factor <= 1e6)) f.fail("scaling_factor", "must be in [1e-6, 1e6]");
   check_autoencoder_dims(c, f);
+  return c;
+}
+
+int AutoencoderTinyConfig::spatial_factor() const {
+  int f = 1;
+  for (size_t i = 1; i < decoder_block_out_channels.size(); ++i) f *= upsampling_scaling_factor;
+  return f;
+}
+
+AutoencoderTinyConfig load_autoencoder_tiny_config(const std::string& path) {
+  const json j = parse_object(read_text_file(path), path);
+  const Fields f(j, path);
+  AutoencoderTinyConfig c;
+  if (j.contains("_class_name") && f.require<std::string>("_class_name") != "AutoencoderTiny")
+    f.fail("_class_name", "is '" + j["_class_name"].get<std::string>() + "', expected AutoencoderTiny");
+  f.read("out_channels", c.out_channels);
+  f.read("latent_channels", c.latent_channels);
+  read_int_list(j, f, "decoder_block_out_channels", c.decoder_block_out_channels);
+  read_int_list(j, f, "num_decoder_blocks", c.num_decoder_blocks);
+  f.read("upsampling_scaling_factor", c.upsampling_scaling_factor);
+  f.read("act_fn", c.act_fn);
+  f.read("upsample_fn", c.upsample_fn);
+  f.read("scaling_factor", c.scaling_factor);
+  auto in_range = [&](const char* key, int v, int lo, int hi) {
+    if (v < lo || v > hi)
+      f.fail(key, "has " + std::to_string(v) + ", expected " + std::to_string(lo) + ".." + std::to_string(hi));
+  };
+  in_range("out_channels", c.out_channels, 1, 64);
+  in_range("latent_channels", c.latent_channels, 1, 4096);
+  in_range("upsampling_scaling_factor", c.upsampling_scaling_factor, 1, 8);
+  const size_t stages = c.decoder_block_out_channels.size();
+  in_range("decoder_block_out_channels", static_cast<int>(stages), 1, 8);
+  for (int ch : c.decoder_block_out_channels) in_range("decoder_block_out_channels", ch, 1, 1 << 14);
+  if (c.num_decoder_blocks.size() != stages)
+    f.fail("num_decoder_blocks", "needs one entry per decoder stage (" + std::to_string(stages) + ")");
+  for (int n : c.num_decoder_blocks) in_range("num_decoder_blocks", n, 0, 64);
+  if (c.spatial_factor() > 64) f.fail("upsampling_scaling_factor", "gives a factor above 64");
+  if (c.act_fn != "relu") f.fail("act_fn", "'" + c.act_fn + "' is not supported (only relu)");
+  if (c.upsample_fn != "nearest") f.fail("upsample_fn", "'" + c.upsample_fn + "' is not supported (only nearest)");
+  if (j.contains("use_midblock_gn") && f.require<bool>("use_midblock_gn"))
+    f.fail("use_midblock_gn", "is true; the group-normed middle block is not supported");
+  if (!(c.scaling_factor >= 1e-6 && c.scaling_factor <= 1e6)) f.fail("scaling_factor", "must be in [1e-6, 1e6]");
   return c;
 }
 

@@ -90,7 +90,21 @@ PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, c
     require_dir(root / "controlnet", "SanaControlNetModel");
     c.attach_controlnet((root / "controlnet").string(), dtype);
   }
+  if (fs::is_directory(root / "vae_tiny")) c.attach_tiny_vae((root / "vae_tiny").string(), dtype);
   return c;
+}
+
+void PipelineComponents::attach_tiny_vae(const std::string& dir, at::ScalarType dtype) {
+  auto tiny = AutoencoderTiny::from_pretrained(dir, at::TensorOptions().dtype(dtype).device(device));
+  const AutoencoderTinyConfig& t = tiny->config();
+  const std::string what = "tiny decoder " + dir + ": ";
+  if (t.latent_channels != vae->config().latent_channels)
+    throw Error(what + "reads " + std::to_string(t.latent_channels) + " latent channels, the VAE has " +
+                std::to_string(vae->config().latent_channels) + " (another latent space)");
+  if (t.spatial_factor() != vae_scale_factor())
+    throw Error(what + "upsamples by " + std::to_string(t.spatial_factor()) + "x, the VAE by " +
+                std::to_string(vae_scale_factor()) + "x");
+  tiny_vae = std::move(tiny);
 }
 
 void PipelineComponents::attach_controlnet(const std::string& dir, at::ScalarType dtype) {
@@ -210,6 +224,7 @@ std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device
   else
     pipe = std::make_unique<SanaPipeline>(std::move(c), load_flow_scheduler_config(scheduler));
   if (!load.controlnet_dir.empty()) pipe->components.attach_controlnet(load.controlnet_dir, dtype);
+  if (!load.tiny_vae_dir.empty()) pipe->components.attach_tiny_vae(load.tiny_vae_dir, dtype);
   for (const LoraSpec& lora : load.loras) pipe->components.apply_lora(lora);
   pipe->components.quantize_int8({int8, load.quantize_min_weights});
   return pipe;

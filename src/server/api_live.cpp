@@ -1,5 +1,5 @@
 // The live endpoint behind the draw-to-image page: POST /sprint/v1/live with a session, a frame number, the prompt
-// and the canvas -> the image itself, with its latency in X-Latency-Ms (docs/SERVER.md). Latest wins: a frame that a
+// and the canvas -> the image itself, with its latency in X-Latency-Ms and its decoder in X-Decoder (docs/SERVER.md). Latest wins: a frame that a
 // newer frame of its session overtakes before it runs, or that arrives after a newer one, answers 409.
 #include <chrono>
 #include <mutex>
@@ -40,6 +40,11 @@ void live(Context& ctx, FrameClock& clock, const httplib::Request& req, httplib:
     if (body.contains(key)) fields[key] = body[key];
   if (body.contains("image")) fields["control_image"] = body["image"];
   if (!fields.contains("control_preprocess")) fields["control_preprocess"] = "invert";  // a canvas: black on white
+  // A preview frame (the page sends them while a stroke is being drawn) is decoded by the tiny decoder when the model
+  // has one: a rough image now, the full decode once the stroke ends.
+  if (body.contains("preview") && !body["preview"].is_boolean()) throw ParamError("preview", "must be true or false");
+  const bool tiny = body.value("preview", false) && ctx.worker.pipeline().components.tiny_vae;
+  fields["decoder"] = tiny ? "tiny" : "full";
   const auto job = prepare_job(ctx, fields, {{"control_image", "image"}});
   job->live_session = body["session"].get<std::string>();
   job->live_frame = body["frame"].get<int64_t>();
@@ -50,6 +55,7 @@ void live(Context& ctx, FrameClock& clock, const httplib::Request& req, httplib:
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   res.set_header("X-Latency-Ms", std::to_string(static_cast<int64_t>(ms + 0.5)));
   res.set_header("X-Frame", std::to_string(job->live_frame));
+  res.set_header("X-Decoder", tiny ? "tiny" : "full");
   res.set_header("Cache-Control", "no-store");
   res.status = 200;
   res.set_content(bytes, format == "png" ? "image/png" : "image/jpeg");

@@ -158,7 +158,8 @@ std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const S
   job->params = ctx.defaults;
   GenerationParams& p = job->params;
   try {
-    for (const char* fixed : {"model", "controlnet", "vae", "quantize", "quantize_min_weights", "device", "dtype"})
+    for (const char* fixed : {"model", "controlnet", "vae", "tiny_vae", "quantize", "quantize_min_weights", "device",
+                             "dtype"})
       if (fields.contains(fixed)) throw ParamError(fixed, "is chosen when the server starts, not per request");
     json rest = fields;
     const json loras = rest.contains("loras") ? rest["loras"] : json();
@@ -172,6 +173,9 @@ std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const S
     const Pipeline& pipe = ctx.worker.pipeline();
     if (!p.control_image.empty() && !pipe.components.controlnet)
       throw ParamError("control_image", "this server's model has no ControlNet (start it with --controlnet DIR)");
+    if (p.decoder == "tiny" && !pipe.components.tiny_vae)
+      throw ParamError("decoder", "this server's model has no tiny decoder (a vae_tiny/ folder, or start it with "
+                                  "--tiny-vae DIR)");
     if (!p.init_image.empty() && !pipe.components.transformer->config().guidance_embeds)
       throw ParamError("init_image", "img2img needs a SANA-Sprint model; this server runs a flow teacher");
     resolve_seed(p);

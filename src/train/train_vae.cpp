@@ -13,6 +13,7 @@
 #include "sana/models/dcae.h"
 #include "sana/nn/module_io.h"
 #include "train/export.h"
+#include "train/reconstruction_step.h"
 #include "train/training_run.h"
 
 namespace fs = std::filesystem;
@@ -115,18 +116,7 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
     for (int64_t j = slice.begin(); j < slice.begin() + slice.size(); ++j)
       idx.push_back(sample_index(o.seed, step, o.batch_size, j, n));
     const at::Tensor x = batch_of(idx);
-    const at::Tensor y = model.decode(model.encode(x));
-    const at::Tensor mse = (y - x).pow(2).mean(), l1 = (y - x).abs().mean();
-    const at::Tensor loss = mse + l1;
-    optim->zero_grad();
-    loss.backward();
-    const auto [gnorm, ok] = apply_gradients(*optim, params, o.lr, o.warmup_steps, step, o.grad_clip,
-                                             run.data_parallel(), ema.get());
-    const double mse_v = mse.item<double>(), psnr = 10 * std::log10(4.0 / std::max(mse_v, 1e-12));  // range 2
-    run.end_step(step,
-                 {{"loss", loss.item<double>()}, {"mse", mse_v}, {"l1", l1.item<double>()}, {"psnr", psnr},
-                  {"grad_norm", gnorm}, {"lr", optim->lr()}, {"skipped", ok ? 0.0 : 1.0}, {"seconds", now() - step_t0}},
-                 {{"loss", loss.item<double>()}, {"psnr", psnr}, {"gnorm", gnorm}});
+    reconstruction_step(run, *optim, params, ema.get(), o, step, model.decode(model.encode(x)), x, step_t0);
   }
 
   // Export: EMA weights when enabled; scaling_factor from the latents of up to 1024 images.

@@ -113,6 +113,11 @@ try {
                                await page.textContent("#error"));
   if (stats.maxInFlight > 1) fail("a frame was sent while another was in flight (" + stats.maxInFlight + ")");
   if (after === before) fail("the image did not change with the drawing");
+  // While the pen moves, frames are previews (the shipped models have a tiny decoder); the stroke's end is decoded
+  // in full, and that is the picture left on the page.
+  console.log("decoders of the frames: " + JSON.stringify(stats.decoders));
+  if (!stats.decoders.tiny) fail("no frame drawn during the stroke was a tiny-decoder preview");
+  if (stats.lastDecoder !== "full") fail("the last frame, after the stroke, was not fully decoded: " + stats.lastDecoder);
   console.log("the model drew at " + JSON.stringify(centroid) + ", the circle is at [0.6, 0.4]");
   if (!centroid || Math.hypot(centroid[0] - 0.6, centroid[1] - 0.4) > 0.15)
     fail("the image does not follow the drawing: its object is at " + JSON.stringify(centroid));

@@ -1,4 +1,4 @@
-// The training subcommands: train-vae, text-encoder, cache, train (flow teacher), distill (Sprint student).
+// The training subcommands: train-vae, train-tiny-decoder, text-encoder, cache, train (flow teacher), distill (Sprint student).
 #include <filesystem>
 #include <memory>
 
@@ -48,6 +48,29 @@ Subcommand add_train_vae(CLI::App& app) {
   cmd->remove_option(cmd->get_option("--snapshot-every"));  // a VAE's snapshot is not a pipeline: no score to follow
   return {cmd, [a] {
     train_vae(a->data, a->config, a->o);
+    return 0;
+  }};
+}
+
+Subcommand add_train_tiny_decoder(CLI::App& app) {
+  struct Args {
+    TrainOptions o;
+    TinyDecoderOptions t;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("train-tiny-decoder",
+                                 "distil a tiny preview decoder (AutoencoderTiny) from a model's DC-AE decoder on a "
+                                 "latent cache (docs/DECODERS.md)");
+  cmd->add_option("--cache", a->t.cache, "latent cache (sana-sprint cache)")->required();
+  cmd->add_option("--base", a->t.base, "model folder whose vae/ is the decoder to imitate")->required();
+  cmd->add_option("--config", a->t.config, "AutoencoderTiny config.json (channels and blocks per stage)")->required();
+  cmd->add_option("--latent-noise", a->t.latent_noise,
+                  "latents get Gaussian noise of a std drawn from U(0, this): robustness to sampled latents")
+      ->capture_default_str();
+  add_train_options(cmd, a->o);
+  cmd->remove_option(cmd->get_option("--snapshot-every"));  // a decoder's snapshot is not a pipeline: no score to follow
+  return {cmd, [a] {
+    train_tiny_decoder(a->t, a->o);
     return 0;
   }};
 }
@@ -223,8 +246,8 @@ Subcommand add_train_controlnet(CLI::App& app) {
 }  // namespace
 
 std::vector<Subcommand> add_training(CLI::App& app) {
-  return {add_train_vae(app),  add_text_encoder(app), add_cache(app),
-          add_train_flow(app), add_distill(app),       add_train_controlnet(app)};
+  return {add_train_vae(app),   add_train_tiny_decoder(app), add_text_encoder(app),     add_cache(app),
+          add_train_flow(app),  add_distill(app),            add_train_controlnet(app)};
 }
 
 }  // namespace sana::cli

@@ -82,6 +82,15 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
     add("vae", app->add_option("--vae", p.vae,
                                "use this AutoencoderDC folder instead of the model's vae/ (e.g. DC-AE-Lite; it must "
                                "share the model's latent space)"));
+  if (want("decoder"))
+    add("decoder", app->add_option("--decoder", p.decoder,
+                                   "full (the VAE) | tiny (the preview decoder: the model's vae_tiny/ or --tiny-vae; "
+                                   "a rough image at a small part of the cost)")
+                       ->capture_default_str());
+  if (want("tiny_vae"))
+    add("tiny_vae", app->add_option("--tiny-vae", p.tiny_vae,
+                                    "use this AutoencoderTiny folder as the tiny decoder instead of the model's "
+                                    "vae_tiny/"));
   if (want("lora"))
     add("lora", app->add_option("--lora", p.lora,
                                 "a LoRA .safetensors fused into the weights, FILE or FILE:SCALE (diffusers/PEFT or "

@@ -48,6 +48,9 @@ struct GenerationParams {
   std::string controlnet;
   // An AutoencoderDC folder used instead of the model's vae/ (DC-AE-Lite: the same latent space, a faster decoder).
   std::string vae;
+  // The decoder of this call: "full" (the VAE) | "tiny" (the preview decoder: the model's vae_tiny/, or `tiny_vae`).
+  std::string decoder = "full";
+  std::string tiny_vae;  // an AutoencoderTiny folder used instead of the model's vae_tiny/
   // int8 weights for the text encoder, transformer and ControlNet: "" | int8 (weight-only) | w8a8 (CPU int8 products).
   std::string quantize;
   int64_t quantize_min_weights = nn::kDefaultQuantizeMinWeights;  // layers with fewer weights stay as they are

@@ -66,6 +66,24 @@ struct AutoencoderDCConfig {
   int spatial_factor() const { return 1 << (static_cast<int>(decoder_block_out_channels.size()) - 1); }
 };
 
+// diffusers AutoencoderTiny (TAESD; docs/DECODERS.md): only the decoder is read. Stage i runs num_decoder_blocks[i]
+// blocks of decoder_block_out_channels[i] channels, then (except the last) an upsampling and a 3x3 convolution to
+// stage i+1's channels. With equal channels that is diffusers' DecoderTiny; with falling ones (256, 128, 64, ...) it
+// is madebyollin's F32 decoder of TAESANA, which diffusers' class cannot express.
+struct AutoencoderTinyConfig {
+  int out_channels = 3;
+  int latent_channels = 4;
+  std::vector<int> decoder_block_out_channels = {64, 64, 64, 64};
+  std::vector<int> num_decoder_blocks = {3, 3, 3, 1};
+  int upsampling_scaling_factor = 2;
+  std::string act_fn = "relu";
+  std::string upsample_fn = "nearest";
+  double scaling_factor = 1.0;  // 1: it decodes the latents the transformer works in, as TAESD does
+
+  // Spatial factor: upsampling_scaling_factor^(stages - 1).
+  int spatial_factor() const;
+};
+
 // transformers Gemma2Config (text_encoder/config.json). Defaults: Gemma2Config() = gemma-2-2b.
 struct Gemma2Config {
   int vocab_size = 256000;
@@ -109,6 +127,7 @@ SanaTransformerConfig parse_sana_controlnet_config(const std::string& json_text,
 SanaTransformerConfig load_sana_controlnet_config(const std::string& path);
 Gemma2Config load_gemma2_config(const std::string& path);
 AutoencoderDCConfig load_autoencoder_dc_config(const std::string& path);
+AutoencoderTinyConfig load_autoencoder_tiny_config(const std::string& path);
 SCMSchedulerConfig load_scm_scheduler_config(const std::string& path);
 ModelIndex load_model_index(const std::string& path);
 

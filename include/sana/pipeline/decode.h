@@ -7,7 +7,8 @@ namespace sana {
 
 struct PipelineComponents;
 
-// Fills result.vae_decoded and result.images from result.final_latents; reports the stage "vae decode".
+// Fills result.vae_decoded and result.images from result.final_latents; reports the stage "vae decode" (the
+// tiny preview decoder: "tiny decode").
 void decode_and_finish(const PipelineComponents& components, const GenerateOptions& options, GenerateResult& result,
                        const ProgressFn& progress);
 

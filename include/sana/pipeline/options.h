@@ -33,6 +33,9 @@ struct GenerateOptions {
   bool resolution_binning = true;
   bool tiled_decode = false;
   TiledDecodeOptions tiling;
+  // Decode with the components' tiny preview decoder (AutoencoderTiny) instead of the VAE: a rough image at a small
+  // fraction of the cost (docs/DECODERS.md). Tiling does not apply to it.
+  bool tiny_decode = false;
 
   // Sprint (SCM) schedule: [max_timesteps, (intermediate_timesteps,) ..., 0]; `timesteps` replaces it entirely.
   double max_timesteps = 1.57080;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "sana/models/autoencoder_tiny.h"
 #include "sana/models/dcae.h"
 #include "sana/models/gemma2.h"
 #include "sana/models/sana_controlnet.h"
@@ -44,19 +45,25 @@ struct PipelineComponents {
   std::shared_ptr<SanaTransformer2DModel> transformer;
   std::shared_ptr<AutoencoderDC> vae;
   std::shared_ptr<SanaControlNetModel> controlnet;  // optional
+  std::shared_ptr<AutoencoderTiny> tiny_vae;        // optional preview decoder (GenerateOptions::tiny_decode)
   at::Device device = at::kCPU;
   // The text encoder's instruction prefix, computed once and shared by every call (prefix_cache.h).
   std::shared_ptr<TextEncoderPrefixCache> prefix_cache = std::make_shared<TextEncoderPrefixCache>();
 
   // Loads tokenizer/, text_encoder/, transformer/ and vae/ of a diffusers pipeline folder, and controlnet/ when
-  // model_index.json lists it; errors name the missing folder. A non-empty `vae_dir` (an AutoencoderDC folder, as
-  // diffusers' `vae=` argument) is loaded instead of vae/, after check_vae_fits.
+  // model_index.json lists it, and the tiny preview decoder vae_tiny/ when the folder has one (model_index.json does
+  // not list it: diffusers would not know what to do with it); errors name the missing folder. A non-empty `vae_dir`
+  // (an AutoencoderDC folder, as diffusers' `vae=` argument) is loaded instead of vae/, after check_vae_fits.
   static PipelineComponents from_pretrained(const std::string& dir, const at::Device& device, at::ScalarType dtype,
                                             const std::string& vae_dir = "");
 
   // Loads a SanaControlNetModel folder (config.json + weights) as this pipeline's ControlNet, after checking that
   // it fits the transformer (errors name the folder and the mismatch).
   void attach_controlnet(const std::string& dir, at::ScalarType dtype);
+
+  // Loads an AutoencoderTiny folder as the preview decoder, after checking that it decodes this pipeline's latents
+  // (latent channels and spatial factor of the VAE); errors name the folder and the mismatch.
+  void attach_tiny_vae(const std::string& dir, at::ScalarType dtype);
 
   // Drops the tokenizer, the text encoder and its prefix cache and hands the freed memory back to the system
   // (release_free_memory), for a process that makes one call: the text encoder is most of the weights (Gemma-2-2B
@@ -133,6 +140,7 @@ void check_vae_fits(const AutoencoderDCConfig& vae, const std::string& vae_dir, 
 struct PipelineLoadOptions {
   std::string controlnet_dir;  // a SanaControlNetModel folder to attach
   std::string vae_dir;         // an AutoencoderDC folder used instead of the folder's vae/ (DC-AE-Lite, ...)
+  std::string tiny_vae_dir;    // an AutoencoderTiny folder used instead of the folder's vae_tiny/
   std::string quantize;        // "" | int8 | w8a8: PipelineComponents::quantize_int8 after loading
   int64_t quantize_min_weights = nn::QuantizeSettings{}.min_weights;
   std::vector<LoraSpec> loras;  // fused before quantizing (on the side path when the folder's weights are int8)

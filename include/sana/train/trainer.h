@@ -48,6 +48,17 @@ struct TrainOptions {
 // config.json. Writes <out>/config.json (scaling_factor = 1 / std of the latents) and the weights.
 void train_vae(const std::string& data, const std::string& config, const TrainOptions& options);
 
+// A tiny preview decoder (AutoencoderTiny, docs/DECODERS.md) distilled from the DC-AE decoder of `base` (a folder
+// with vae/) on the latents of `cache`: L1 + MSE against the full decoder's image of each latent, the latents with
+// Gaussian noise of a std drawn from U(0, latent_noise). `config` is an AutoencoderTiny config.json. Writes <out>/
+// config.json (scaling_factor 1: it reads the transformer's latents) and the weights; put the folder in a model
+// folder as vae_tiny/ for `generate --decoder tiny`.
+struct TinyDecoderOptions {
+  std::string cache, base, config;
+  double latent_noise = 0.25;
+};
+void train_tiny_decoder(const TinyDecoderOptions& tiny, const TrainOptions& options);
+
 // A SentencePiece tokenizer trained on the folder's captions and a Gemma-2 (`config`, vocab_size set to the
 // tokenizer's), random or pretrained as a language model on the captions (`pretrain.steps` > 0; its log in
 // <out>/text_encoder/training/log.jsonl), frozen from then on: <out>/tokenizer/tokenizer.model,
