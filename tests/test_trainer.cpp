@@ -69,6 +69,23 @@ std::vector<std::string> logged_labels(const std::string& log, const std::string
   return v;
 }
 
+// The flow loss of `transformer` (with ControlNet `cn`, if any) on the first 8 cached samples at fixed draws of s and
+// the noise: the yardstick of the "it learns" tests.
+double flow_loss_at_fixed_draws(const sana::SanaTransformer2DModel& transformer, const sana::LatentCache& cache,
+                                const std::shared_ptr<sana::SanaControlNetModel>& cn) {
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  const at::Tensor x0 = cache.latents.narrow(0, 0, 8), eps = at::randn(x0.sizes(), gen);
+  const at::Tensor s = at::rand({8}, gen) * 0.8 + 0.1;
+  sana::SanaTransformerInputs in;
+  in.hidden_states = (1 - s.view({-1, 1, 1, 1})) * x0 + s.view({-1, 1, 1, 1}) * eps;
+  in.timestep = s, in.encoder_hidden_states = cache.prompt_embeds.narrow(0, 0, 8);
+  in.encoder_attention_mask = cache.prompt_attention_mask.narrow(0, 0, 8);
+  const at::Tensor control = cache.control_latents.defined() ? cache.control_latents.narrow(0, 0, 8) : at::Tensor();
+  const at::Tensor v = sana::sana_velocity(transformer, {cn, control, 1.0}, in);
+  return (v - (eps - x0)).pow(2).mean().item<double>();
+}
+
 // One tiny world shared by the tests of this file (built once: data, VAE, text encoder, cache, teacher).
 class TinyWorld : public ::testing::Test {
  protected:
@@ -106,6 +123,17 @@ class TinyWorld : public ::testing::Test {
   }
   static void TearDownTestSuite() { delete dir_; }
 
+  // A copy of the tiny teacher's folder with random transformer weights in the reference fixtures' scheme
+  // (nn::init_random, the cache's widths): unlike the barely trained tiny teacher, whose output projection is still
+  // near zero, every path of it passes gradients on at full strength.
+  static std::string random_teacher(const std::string& name) {
+    const std::string base = path(name);
+    fs::copy(path("teacher"), base, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    sana::SanaTransformer2DModel random(sana::load_sana_transformer_config(base + "/transformer/config.json"), at::kFloat);
+    sana::nn::init_random(random, 0);
+    sana::nn::save_state_dict(random, base + "/transformer/diffusion_pytorch_model.safetensors");
+    return base;
+  }
   static sana::FlowTrainOptions flow_options() {
     sana::FlowTrainOptions f;
     f.cache = path("cache"), f.base = path("base"), f.config = path("transformer.json");
@@ -350,6 +378,51 @@ TEST_F(TinyWorld, TinyDecoderResumesExactlyAndDecodesThePipelinesLatents) {
             std::string::npos);
 }
 
+// train-lora --objective flow: a resumed run logs what an uninterrupted one logs; the file has diffusers' PEFT names and
+// shapes (rank 4 on to_q, to_k, to_v of both attentions of every block) and loads through --lora's path; trained at a
+// high rate it lowers the teacher's flow loss at fixed draws; a Sprint folder and unknown targets are refused.
+TEST_F(TinyWorld, LoraLearnsTheFlowLossResumesExactlyAndLoadsAsALoraFile) {
+  const std::string base = random_teacher("lora_base");
+  sana::LoraTrainOptions l;
+  l.base = base, l.cache = path("cache");
+  sana::train_lora(l, train_options("lora_full", 6));
+  auto o = train_options("lora_resumed", 3);
+  sana::train_lora(l, o);
+  o.steps = 6, o.resume = true;
+  sana::train_lora(l, o);
+  EXPECT_EQ(logged(path("lora_full/training/log.jsonl"), "loss"), logged(path("lora_resumed/training/log.jsonl"), "loss"));
+
+  const std::string file = path("lora_full/pytorch_lora_weights.safetensors");
+  const auto tensors = sana::Checkpoint::open(file);
+  const auto cfg = sana::load_sana_transformer_config(base + "/transformer/config.json");
+  const int64_t inner = cfg.inner_dim(), cross_in = cfg.cross_attention_dim;
+  EXPECT_EQ(tensors.names().size(), static_cast<size_t>(cfg.num_layers * 2 * 3 * 2));
+  for (int b = 0; b < cfg.num_layers; ++b)
+    for (const char* attn : {"attn1", "attn2"})
+      for (const char* m : {"to_q", "to_k", "to_v"}) {
+        const std::string p = "transformer.transformer_blocks." + std::to_string(b) + "." + attn + "." + m;
+        const int64_t in = std::string(attn) == "attn2" && std::string(m) != "to_q" ? cross_in : inner;
+        ASSERT_TRUE(tensors.contains(p + ".lora_A.weight")) << p;
+        EXPECT_EQ(tensors.get(p + ".lora_A.weight").sizes(), (std::vector<int64_t>{4, in}));
+        EXPECT_EQ(tensors.get(p + ".lora_B.weight").size(1), 4);
+      }
+
+  auto fit = train_options("lora_fit", 60);
+  fit.lr = 1e-2, fit.ema_decay = 0, fit.checkpoint_every = 1000, fit.sample_every = -1;
+  l.caption_dropout = 0;
+  sana::train_lora(l, fit);
+  const auto cache = sana::LatentCache::open(path("cache"));
+  auto pipe = sana::SanaPipeline::from_pretrained(base, at::kCPU, at::kFloat);
+  const double before = flow_loss_at_fixed_draws(*pipe.components.transformer, cache, nullptr);
+  pipe.components.apply_lora({path("lora_fit/pytorch_lora_weights.safetensors"), 1.0});
+  const double after = flow_loss_at_fixed_draws(*pipe.components.transformer, cache, nullptr);
+  EXPECT_LT(after, before * 0.6) << "flow loss at fixed draws: before " << before << ", with the LoRA " << after;
+
+  l.target_modules = {"to_nothing"};
+  EXPECT_NE(sana::test::error_of([&] { sana::train_lora(l, train_options("lora_bad", 1)); }).find("--target-modules"),
+            std::string::npos);
+}
+
 TEST_F(TinyWorld, StudentStartsAsTheTeacherAndExportsALoadableSprintPipeline) {
   auto o = train_options("student0", 0);
   auto d = distill_options();
@@ -510,29 +583,12 @@ TEST_F(TinyWorld, ControlNetFlowTrainingStartsAsIdentityResumesAndLearns) {
 
 TEST_F(TinyWorld, ControlNetOverfitsAHandfulOfTriples) {
   // 8 triples, many steps at a high rate: the flow loss at fixed draws on those triples falls by at least 4x. The
-  // base is the tiny teacher's folder with random weights in the reference fixtures' scheme (nn::init_random, the
-  // cache's widths): unlike the barely trained tiny teacher it passes the ControlNet's residuals on at full strength.
-  const std::string base = path("random_base");
-  fs::copy(path("teacher"), base, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
-  {
-    sana::SanaTransformer2DModel random_teacher(
-        sana::load_sana_transformer_config(base + "/transformer/config.json"), at::kFloat);
-    sana::nn::init_random(random_teacher, 0);
-    sana::nn::save_state_dict(random_teacher, base + "/transformer/diffusion_pytorch_model.safetensors");
-  }
+  // base has random weights (random_teacher): it passes the ControlNet's residuals on at full strength.
+  const std::string base = random_teacher("random_base");
   const auto cache = sana::LatentCache::open(path("cache"));
   const auto teacher = sana::SanaTransformer2DModel::from_pretrained(base + "/transformer", at::kFloat);
   const auto loss_with = [&](const std::shared_ptr<sana::SanaControlNetModel>& cn) {
-    at::NoGradGuard no_grad;
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(9);
-    const at::Tensor x0 = cache.latents.narrow(0, 0, 8), eps = at::randn(x0.sizes(), gen);
-    const at::Tensor s = at::rand({8}, gen) * 0.8 + 0.1;
-    sana::SanaTransformerInputs in;
-    in.hidden_states = (1 - s.view({-1, 1, 1, 1})) * x0 + s.view({-1, 1, 1, 1}) * eps;
-    in.timestep = s, in.encoder_hidden_states = cache.prompt_embeds.narrow(0, 0, 8);
-    in.encoder_attention_mask = cache.prompt_attention_mask.narrow(0, 0, 8);
-    const at::Tensor v = sana::sana_velocity(*teacher, {cn, cache.control_latents.narrow(0, 0, 8), 1.0}, in);
-    return (v - (eps - x0)).pow(2).mean().item<double>();
+    return flow_loss_at_fixed_draws(*teacher, cache, cn);
   };
   const double before = loss_with(nullptr);
   // A cache of the first 8 triples only.

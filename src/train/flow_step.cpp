@@ -2,8 +2,11 @@
 #include "train/flow_step.h"
 
 #include <cmath>
+#include <filesystem>
 
 #include "sana/error.h"
+#include "sana/pipeline/sana.h"
+#include "train/export.h"
 
 namespace sana::detail {
 
@@ -40,6 +43,28 @@ void finish_flow_step(TrainingRun& run, const at::Tensor& loss, Optimizer& optim
                {{"loss", loss_v}, {"grad_norm", gnorm}, {"lr", optim.lr()}, {"skipped", ok ? 0.0 : 1.0},
                 {"seconds", now() - started}},
                {{"loss", loss_v}, {"gnorm", gnorm}});
+}
+
+std::shared_ptr<SanaTransformer2DModel> frozen_transformer(const std::string& folder, const at::TensorOptions& opts) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(fs::path(folder) / "transformer" / "config.json"))
+    throw Error("--base: " + folder + " has no transformer/config.json (a pipeline folder)");
+  auto t = SanaTransformer2DModel::from_pretrained((fs::path(folder) / "transformer").string(), opts);
+  for (auto& p : t->parameters()) p.set_requires_grad(false);
+  return t;
+}
+
+void sample_flow_grid(const std::string& path, const std::string& base,
+                      const std::shared_ptr<SanaTransformer2DModel>& transformer,
+                      const std::shared_ptr<SanaControlNetModel>& controlnet, const std::shared_ptr<AutoencoderDC>& vae,
+                      const LatentCache& cache, const at::Device& device, uint64_t seed) {
+  namespace fs = std::filesystem;
+  PipelineComponents c;
+  c.transformer = transformer, c.controlnet = controlnet, c.vae = vae, c.device = device;
+  const SanaPipeline pipe(c, load_flow_scheduler_config((fs::path(base) / "scheduler" / "scheduler_config.json").string()));
+  GenerateOptions o = grid_options(cache, c.vae_scale_factor(), seed, /*with_control=*/controlnet != nullptr);
+  o.steps = 20;
+  save_grid(path, pipe.generate(o).images, 8);
 }
 
 }  // namespace sana::detail

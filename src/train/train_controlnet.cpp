@@ -27,34 +27,12 @@ namespace {
 
 using namespace detail;
 
-std::shared_ptr<SanaTransformer2DModel> frozen_transformer(const std::string& folder, const at::TensorOptions& opts) {
-  if (!fs::exists(fs::path(folder) / "transformer" / "config.json"))
-    throw Error("--base: " + folder + " has no transformer/config.json (a pipeline folder)");
-  auto t = SanaTransformer2DModel::from_pretrained((fs::path(folder) / "transformer").string(), opts);
-  for (auto& p : t->parameters()) p.set_requires_grad(false);
-  return t;
-}
-
 void check_cache(const LatentCache& cache, const SanaTransformerConfig& t) {
   if (!cache.control_latents.defined())
     throw Error("--cache: it holds no control latents (make it from a folder with NAME.control.png images, e.g. "
                 "`shapes make-dataset --control`)");
   if (cache.latents.size(1) != t.in_channels || cache.prompt_embeds.size(2) != t.caption_channels)
     throw Error("--cache: its latents or text embeddings do not fit the base model's transformer");
-}
-
-// Sample grid: the first 8 cached captions and controls through the teacher pipeline with the ControlNet (20 steps
-// of the folder's scheduler, CFG 4.5, fixed noise). (The controls are not shown: the cache holds only their latents,
-// and a VAE trained on scenes decodes a scribble's latent poorly, although the latent carries the outline.)
-void sample_grid(const std::string& path, const std::string& base, const std::shared_ptr<SanaTransformer2DModel>& t,
-                 const std::shared_ptr<SanaControlNetModel>& cn, const std::shared_ptr<AutoencoderDC>& vae,
-                 const LatentCache& cache, const at::Device& device, uint64_t seed) {
-  PipelineComponents c;
-  c.transformer = t, c.controlnet = cn, c.vae = vae, c.device = device;
-  const SanaPipeline pipe(c, load_flow_scheduler_config((fs::path(base) / "scheduler" / "scheduler_config.json").string()));
-  GenerateOptions o = grid_options(cache, c.vae_scale_factor(), seed, /*with_control=*/true);
-  o.steps = 20;
-  save_grid(path, pipe.generate(o).images, 8);
 }
 
 }  // namespace
@@ -85,7 +63,9 @@ void train_controlnet_flow(const ControlNetFlowOptions& f, const TrainOptions& o
   std::shared_ptr<AutoencoderDC> vae;
   run.on_sample([&](const std::string& path) {
     if (!vae) vae = AutoencoderDC::from_pretrained((fs::path(f.base) / "vae").string(), opts);
-    sample_grid(path, f.base, teacher, controlnet, vae, cache, run.device(), o.seed);
+    // (The controls are not shown: the cache holds only their latents, and a VAE trained on scenes decodes a
+    // scribble's latent poorly, although the latent carries the outline.)
+    sample_flow_grid(path, f.base, teacher, controlnet, vae, cache, run.device(), o.seed);
   });
   run.on_snapshot([&](const std::string& dir) { export_controlnet(*controlnet, dir); });
   run.note("train-controlnet (flow): " + std::to_string(L) + " of the teacher's " +

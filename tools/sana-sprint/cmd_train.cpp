@@ -1,4 +1,5 @@
-// The training subcommands: train-vae, train-tiny-decoder, text-encoder, cache, train (flow teacher), distill (Sprint student).
+// The training subcommands: train-vae, train-tiny-decoder, train-lora, text-encoder, cache, train (flow teacher),
+// distill (Sprint student).
 #include <filesystem>
 #include <memory>
 
@@ -192,6 +193,37 @@ Subcommand add_distill(CLI::App& app) {
           }};
 }
 
+Subcommand add_train_lora(CLI::App& app) {
+  struct Args {
+    TrainOptions o;
+    LoraTrainOptions l;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("train-lora",
+                                 "train a LoRA for a flow teacher by its flow-matching loss (--objective flow); writes "
+                                 "pytorch_lora_weights.safetensors in diffusers' PEFT layout (docs/LORA.md)");
+  cmd->add_option("--objective", a->l.objective, "flow (--base is a teacher)")->capture_default_str();
+  cmd->add_option("--base", a->l.base, "the frozen teacher's pipeline folder")->required();
+  cmd->add_option("--cache", a->l.cache, "latent cache of the images the LoRA learns")->required();
+  cmd->add_option("--rank", a->l.rank, "LoRA rank r")->capture_default_str();
+  cmd->add_option("--alpha", a->l.alpha, "LoRA alpha (the update is scaled by alpha / r)")->capture_default_str();
+  cmd->add_option("--target-modules", a->l.target_modules,
+                  "linear layers of the transformer blocks that get adapters, by the end of their names "
+                  "(to_q,to_k,to_v,to_out.0,attn2.to_q,ff.conv_inverted ...)")
+      ->delimiter(',')->capture_default_str();
+  cmd->add_option("--logit-mean", a->l.logit_mean, "logit-normal time law mean")->capture_default_str();
+  cmd->add_option("--logit-std", a->l.logit_std, "logit-normal time law std")->capture_default_str();
+  cmd->add_option("--caption-dropout", a->l.caption_dropout, "probability of the empty prompt")->capture_default_str();
+  add_train_options(cmd, a->o);
+  return {cmd, [a] {
+            if (a->o.steps < 1)
+              throw Error("--steps must be at least 1, got " + std::to_string(a->o.steps) +
+                          " (at 0 the LoRA would be its untrained start, which changes nothing)");
+            train_lora(a->l, a->o);
+            return 0;
+          }};
+}
+
 Subcommand add_train_controlnet(CLI::App& app) {
   struct Args {
     TrainOptions o;
@@ -247,7 +279,7 @@ Subcommand add_train_controlnet(CLI::App& app) {
 
 std::vector<Subcommand> add_training(CLI::App& app) {
   return {add_train_vae(app),   add_train_tiny_decoder(app), add_text_encoder(app),     add_cache(app),
-          add_train_flow(app),  add_distill(app),            add_train_controlnet(app)};
+          add_train_flow(app),  add_distill(app),            add_train_controlnet(app), add_train_lora(app)};
 }
 
 }  // namespace sana::cli

@@ -37,6 +37,7 @@ constexpr uint64_t kTeacherInit = 0x1417;      // flow teacher: adaLN tables
 constexpr uint64_t kGuidanceInit = 0x9e1d;     // student: the new guidance embedder
 constexpr uint64_t kLogvarInit = 0x109a;       // student: the adaptive-weight head
 constexpr uint64_t kDiscriminatorInit = 0xd15c;  // LADD heads and their power-iteration vectors
+constexpr uint64_t kLoraInit = 0x10a4;         // LoRA adapters: the down matrices
 }  // namespace streams
 
 // Precomputed training inputs (the reference trains on precomputed VAE features as well):

@@ -59,6 +59,21 @@ struct TinyDecoderOptions {
 };
 void train_tiny_decoder(const TinyDecoderOptions& tiny, const TrainOptions& options);
 
+// A LoRA for a flow teacher (`train-lora --objective flow`, docs/LORA.md): adapters of rank `rank` on the linear
+// layers of the transformer blocks whose names end in one of `target_modules` (diffusers' Sana LoRA script's default:
+// to_q, to_k, to_v), trained by the teacher's flow-matching loss with everything else frozen. Writes
+// <out>/pytorch_lora_weights.safetensors in diffusers' PEFT layout (alpha in its lora_adapter_metadata).
+struct LoraTrainOptions {
+  std::string base, cache;  // the teacher's SanaPipeline folder; a latent cache of the concept's images
+  std::string objective = "flow";
+  int rank = 4;
+  double alpha = 4;         // scale = alpha / rank
+  std::vector<std::string> target_modules = {"to_q", "to_k", "to_v"};
+  double logit_mean = 0.0, logit_std = 1.0;
+  double caption_dropout = 0.1;
+};
+void train_lora(const LoraTrainOptions& lora, const TrainOptions& options);
+
 // A SentencePiece tokenizer trained on the folder's captions and a Gemma-2 (`config`, vocab_size set to the
 // tokenizer's), random or pretrained as a language model on the captions (`pretrain.steps` > 0; its log in
 // <out>/text_encoder/training/log.jsonl), frozen from then on: <out>/tokenizer/tokenizer.model,

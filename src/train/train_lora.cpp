@@ -1,0 +1,137 @@
+// `sana-sprint train-lora --objective flow`: a LoRA for a frozen flow teacher by its own flow-matching loss, as
+// diffusers' Sana LoRA script trains one (docs/LORA.md, "Training"). The chosen linear layers of the transformer
+// blocks get a side path x -> (x downᵀ) upᵀ (alpha / r): down drawn like PEFT's lora_A (uniform, bound 1/sqrt(in)),
+// up zero, so step 0 is the teacher itself; only down and up learn. The export is the LoRA file diffusers writes
+// (pytorch_lora_weights.safetensors, PEFT names under "transformer.").
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "sana/error.h"
+#include "sana/io/config.h"
+#include "sana/io/safetensors.h"
+#include "sana/models/sana_transformer.h"
+#include "sana/nn/lora.h"
+#include "sana/train/flow_loss.h"
+#include "sana/train/trainer.h"
+#include "train/flow_step.h"
+#include "train/training_run.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace sana {
+namespace {
+
+using namespace detail;
+
+bool targeted(const std::string& module, const std::vector<std::string>& targets) {
+  for (const std::string& t : targets)
+    if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size() - 1, std::string::npos,
+                                                                   "." + t) == 0))
+      return true;
+  return false;
+}
+
+// Adapters on the targeted linear layers of the transformer blocks, as trainable tensors named as diffusers saves
+// them ("transformer.<module>.lora_A.weight" = down, "...lora_B.weight" = up), already on the layers' side paths.
+NamedTensors add_adapters(SanaTransformer2DModel& model, const LoraTrainOptions& l, uint64_t seed,
+                          const at::TensorOptions& opts) {
+  NamedTensors params;
+  at::Generator gen = step_generator(seed, -1, streams::kLoraInit);
+  for (const auto& [name, layer] : nn::weighted_layers(model)) {
+    if (name.rfind("transformer_blocks.", 0) != 0 || !targeted(name, l.target_modules)) continue;
+    if (!dynamic_cast<nn::Linear*>(layer))
+      throw Error("--target-modules: " + name + " is not a linear layer (LoRA training supports linear layers)");
+    if (layer->is_int8()) throw Error("--base: " + name + " holds quantized weights; train a LoRA on a floating folder");
+    const auto shape = layer->weight_shape();
+    const double bound = 1.0 / std::sqrt(static_cast<double>(shape[1]));
+    at::Tensor down = ((at::rand({l.rank, shape[1]}, gen) * 2 - 1) * bound).to(opts).set_requires_grad(true);
+    at::Tensor up = at::zeros({shape[0], l.rank}, opts).set_requires_grad(true);
+    layer->lora.push_back({down, up, l.alpha / l.rank});
+    params.emplace_back("transformer." + name + ".lora_A.weight", down);
+    params.emplace_back("transformer." + name + ".lora_B.weight", up);
+  }
+  if (params.empty())
+    throw Error("--target-modules: no linear layer of the transformer blocks ends in any of the names given");
+  return params;
+}
+
+// The LoRA file: PEFT names, fp32, with diffusers' lora_adapter_metadata (rank, alpha, targets) so that loaders
+// that read it (ours, diffusers') take alpha from there.
+void export_lora(const NamedTensors& params, const LoraTrainOptions& l, const std::string& out) {
+  NamedTensors tensors;
+  for (const auto& [name, t] : params) tensors.emplace_back(name, t.detach().to(at::kFloat).cpu().contiguous());
+  const json config = {{"transformer.r", l.rank}, {"transformer.lora_alpha", l.alpha},
+                       {"transformer.target_modules", l.target_modules}};
+  fs::create_directories(out);
+  save_safetensors((fs::path(out) / "pytorch_lora_weights.safetensors").string(), tensors,
+                   {{"format", "pt"}, {"lora_adapter_metadata", config.dump()}});
+}
+
+}  // namespace
+
+void train_lora(const LoraTrainOptions& l, const TrainOptions& o) {
+  if (l.objective != "flow")
+    throw Error("--objective " + l.objective + ": only flow is built (distill, the Sprint student's sCM + LADD "
+                "objective, is not yet; docs/LORA.md)");
+  check_flow_law(l.logit_mean, l.logit_std, l.caption_dropout);
+  if (l.rank < 1 || l.rank > 1024) throw Error("--rank must be between 1 and 1024, got " + std::to_string(l.rank));
+  if (!(std::isfinite(l.alpha) && l.alpha > 0)) throw Error("--alpha must be a positive number");
+  if (l.target_modules.empty()) throw Error("--target-modules names no layer");
+  const LatentCache cache = LatentCache::open(l.cache);
+  // The base is checked from its config before the run touches the output folder.
+  const fs::path config = fs::path(l.base) / "transformer" / "config.json";
+  if (!fs::exists(config)) throw Error("--base: " + l.base + " has no transformer/config.json (a pipeline folder)");
+  const SanaTransformerConfig cfg = load_sana_transformer_config(config.string());
+  if (cfg.guidance_embeds)
+    throw Error("--base: " + l.base + " is a Sprint student (its transformer embeds the guidance); --objective flow "
+                "trains a flow teacher's LoRA");
+  if (cache.latents.size(1) != cfg.in_channels || cache.prompt_embeds.size(2) != cfg.caption_channels)
+    throw Error("--cache: its latents or text embeddings do not fit the base model's transformer");
+  TrainingRun run("train-lora", o,
+                  {{"objective", l.objective}, {"base", fs::absolute(l.base).string()}, {"rank", l.rank},
+                   {"alpha", l.alpha}, {"target_modules", l.target_modules}, {"logit_mean", l.logit_mean},
+                   {"logit_std", l.logit_std}, {"caption_dropout", l.caption_dropout},
+                   {"cache", fs::absolute(l.cache).string()}},
+                  {{"--base", l.base}, {"--cache", l.cache}});
+  const auto opts = run.tensor_options();
+  const auto teacher = frozen_transformer(l.base, opts);
+  const NamedTensors params = add_adapters(*teacher, l, o.seed, opts);
+  const auto optim = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
+  std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
+  run.track("model.", params);
+  run.track("optim.", *optim);
+  if (ema) run.track("ema.", *ema);
+  std::shared_ptr<AutoencoderDC> vae;
+  run.on_sample([&](const std::string& path) {
+    if (!vae) vae = AutoencoderDC::from_pretrained((fs::path(l.base) / "vae").string(), opts);
+    sample_flow_grid(path, l.base, teacher, nullptr, vae, cache, run.device(), o.seed);
+  });
+  run.on_snapshot([&](const std::string& dir) { export_lora(params, l, dir); });
+  int64_t count = 0;
+  for (const auto& [name, t] : params) count += t.numel();
+  run.note("train-lora (flow): rank " + std::to_string(l.rank) + " on " + std::to_string(params.size() / 2) +
+           " layers, " + std::to_string(count) + " parameters, on " + std::to_string(cache.size()) + " cached samples");
+
+  const FlowLaw law{l.logit_mean, l.logit_std, l.caption_dropout};
+  for (int64_t step = run.begin(params); step < o.steps; ++step) {
+    const double started = now();
+    const Batch b = cache_batch(cache, o.seed, step, o.batch_size, run.slice(), run.device(), opts.dtype().toScalarType());
+    const FlowStepDraws d = draw_flow_step(run, cache, b, o.seed, step, o.batch_size, law);
+    const FlowVelocityFn velocity = [&](const at::Tensor& x_s, const at::Tensor& t) {
+      SanaTransformerInputs in = d.text;
+      in.hidden_states = x_s, in.timestep = t;
+      return teacher->forward(in);
+    };
+    finish_flow_step(run, flow_matching_loss_at(velocity, b.latents, d.s, d.eps), *optim, params, o, ema.get(), step,
+                     started);
+  }
+  if (ema) ema->copy_to_params();
+  if (!run.finish()) return;
+  export_lora(params, l, o.out);
+  note("train-lora: wrote " + (fs::path(o.out) / "pytorch_lora_weights.safetensors").string() + " (use it with generate -m " +
+       l.base + " --lora FILE)");
+}
+
+}  // namespace sana
