@@ -59,7 +59,7 @@ typedef struct sana_ctx_params {
   size_t struct_size;        /* set by sana_ctx_params_init */
   const char* model_dir;     /* a diffusers pipeline folder (SanaSprintPipeline or SanaPipeline); required */
   const char* device;        /* "cpu" | "cuda" | "cuda:N" */
-  const char* dtype;         /* "fp32" | "bf16" | "fp16" (CUDA only) */
+  const char* dtype;         /* "fp32" | "bf16" | "fp16" (CUDA only) | "auto" (per stage the faster) */
   int n_threads;             /* CPU threads of each call (LibTorch's intra-op pool); 0: all cores */
   const char* controlnet_dir;  /* a SanaControlNetModel folder to attach; NULL or "": the model's own, if any */
   const char* vae_dir;       /* an AutoencoderDC folder used instead of the model's vae/ (e.g. DC-AE-Lite) */

@@ -2,9 +2,12 @@
 // model folder's defaults under the user's choices, validation that names the field, and the pipeline call.
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "sana/frontend/generation_params.h"
+#include "sana/pipeline/dtype_auto.h"
 #include "test_util.h"
 
 using nlohmann::json;
@@ -159,4 +162,56 @@ TEST(GenerationParams, PipelineCallAndPngText) {
       << text;
   p.seed = -1;
   EXPECT_GE(sana::resolve_seed(p), 0);
+}
+
+// --dtype auto: the rule (bf16 only where at least 10 % faster), the probe's per-machine cache (written on the first
+// load, read by the next; a damaged file is measured anew), and the front end's load settings from it.
+TEST(DtypeAuto, RuleCacheAndLoadSettings) {
+  sana::DtypeProbe probe{1.0, 0.4, 1.0, 1.3};
+  auto d = sana::choose_dtypes(probe);
+  EXPECT_EQ(d.transformer, at::kBFloat16);
+  EXPECT_EQ(d.vae, at::kFloat);
+  probe = {1.0, 0.95, 1.0, 0.5};  // a near tie keeps the reference's fp32
+  d = sana::choose_dtypes(probe);
+  EXPECT_EQ(d.transformer, at::kFloat);
+  EXPECT_EQ(d.vae, at::kBFloat16);
+  EXPECT_EQ(sana::auto_dtypes(at::Device(at::kCUDA)).vae, at::kBFloat16);  // no probe on CUDA
+
+  sana::test::TempDir dir;
+  const auto first = sana::auto_dtypes(at::kCPU, dir.file("a"));
+  EXPECT_NE(first.how.find("measured"), std::string::npos) << first.how;
+  auto cache = nlohmann::json::parse(std::ifstream(dir.file("a/dtype-auto.json")));
+  ASSERT_EQ(cache.size(), 1u);
+  auto& entry = cache.begin().value();
+  EXPECT_EQ(sana::choose_dtypes({entry["matmul_fp32"], entry["matmul_bf16"], entry["conv_fp32"], entry["conv_bf16"]})
+                .transformer,
+            first.transformer);
+  // Another folder holding this machine's entry with times that favour bf16 everywhere: read, not measured.
+  entry = {{"matmul_fp32", 1.0}, {"matmul_bf16", 0.5}, {"conv_fp32", 1.0}, {"conv_bf16", 0.5}};
+  std::filesystem::create_directories(dir.file("b"));
+  std::ofstream(dir.file("b/dtype-auto.json")) << cache.dump();
+  const auto cached = sana::auto_dtypes(at::kCPU, dir.file("b"));
+  EXPECT_EQ(cached.transformer, at::kBFloat16);
+  EXPECT_EQ(cached.vae, at::kBFloat16);
+  EXPECT_NE(cached.how.find("cached in"), std::string::npos) << cached.how;
+  std::filesystem::create_directories(dir.file("c"));
+  std::ofstream(dir.file("c/dtype-auto.json")) << "{not json";
+  EXPECT_NE(sana::auto_dtypes(at::kCPU, dir.file("c")).how.find("measured"), std::string::npos);
+
+  // The front end: "auto" validates, and the load settings are the probe's (the cache folder from SANA_CACHE_DIR).
+  setenv("SANA_CACHE_DIR", dir.file("b").c_str(), 1);
+  GenerationParams p = valid();
+  p.dtype = "auto";
+  EXPECT_NO_THROW(sana::validate(p));
+  std::string how;
+  EXPECT_EQ(sana::load_dtype(p, &how), at::kBFloat16);
+  EXPECT_EQ(how.rfind("dtype auto: text encoder and transformer bf16, VAE bf16", 0), 0u) << how;
+  EXPECT_EQ(sana::load_options(p).vae_dtype, at::kBFloat16);
+  unsetenv("SANA_CACHE_DIR");
+  p.dtype = "fp32";
+  EXPECT_EQ(sana::load_dtype(p, &how), at::kFloat);
+  EXPECT_TRUE(how.empty());
+  EXPECT_FALSE(sana::load_options(p).vae_dtype.has_value());
+  p.dtype = "int4";
+  EXPECT_NE(sana::test::error_of([&] { sana::validate(p); }).find("dtype"), std::string::npos);
 }

@@ -228,6 +228,27 @@ TEST(Tokenizer, TrainingReproducesTheFixtureTokenizer) {
 // student agrees with its teacher: the student's image from seed s is closer to the teacher's image from seed s (the
 // same initial noise) than to the teacher's image from another seed, and its ShapesEval score is not far below the
 // teacher's on the same prompts.
+// A VAE of its own dtype (--dtype auto's per-stage choice): a bf16 pipeline with an fp32 VAE draws the all-bf16
+// pipeline's picture (the same latents; only the decode's rounding differs).
+TEST(ShippedModels, VaeInItsOwnDtype) {
+  const std::string dir = std::string(SANA_MODELS_DIR) + "/sana-sprint-shapes";
+  sana::PipelineLoadOptions mixed;
+  mixed.vae_dtype = at::kFloat;
+  const auto a = sana::load_pipeline(dir, at::kCPU, at::kBFloat16, mixed);
+  const auto b = sana::load_pipeline(dir, at::kCPU, at::kBFloat16);
+  EXPECT_EQ(a->components.vae->dtype(), at::kFloat);
+  EXPECT_EQ(a->components.tiny_vae->dtype(), at::kFloat);
+  EXPECT_EQ(a->components.transformer->config().in_channels, b->components.transformer->config().in_channels);
+  sana::GenerationParams params;
+  params.model = dir;
+  sana::apply_model_defaults(params, {});
+  params.prompt = "a red circle";
+  const sana::GenerateOptions o = sana::to_generate_options(params);
+  const auto ra = a->generate(o), rb = b->generate(o);
+  EXPECT_TRUE(at::equal(ra.final_latents, rb.final_latents));
+  EXPECT_LT((ra.images - rb.images).abs().max().item<double>(), 0.05);
+}
+
 TEST(ShippedModels, StudentFollowsItsTeacherFromTheSameNoise) {
   const std::string dir = SANA_MODELS_DIR;
   const auto student = sana::load_pipeline(dir + "/sana-sprint-shapes", at::kCPU, at::kFloat);

@@ -223,9 +223,10 @@ std::shared_ptr<Context> load_context(const sana_ctx_params& cp) {
   sana::nn::parse_quantize(p.quantize);
   sana::apply_model_defaults(p, {});
   const at::Device device = sana::parse_device(p.device, "device");
-  const at::ScalarType dtype = sana::parse_dtype(p.dtype, "dtype");
+  if (p.dtype != "auto") sana::parse_dtype(p.dtype, "dtype");
   c->n_threads = cp.n_threads;
   sana::set_threads(c->n_threads, "n_threads");
+  const at::ScalarType dtype = sana::load_dtype(p);  // after the threads: "auto" measures with the context's
   try {
     c->pipe = sana::load_pipeline(p.model, device, dtype, sana::load_options(p));
   } catch (const sana::Error& e) {

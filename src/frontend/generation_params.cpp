@@ -12,6 +12,7 @@
 #include "sana/frontend/image_source.h"
 #include "sana/io/config.h"
 #include "sana/io/edges.h"
+#include "sana/pipeline/dtype_auto.h"
 #include "sana/runtime.h"
 
 namespace fs = std::filesystem;
@@ -238,7 +239,7 @@ void validate(const P& p) {
   if (!p.init_image.empty())  // the pipeline's own rule (diffusers'): at least one step must remain
     check_parses("strength", [&] { img2img_first_step(p.steps, p.strength); });
   for (const std::string& lora : p.lora) check_parses("lora", [&] { parse_lora_spec(lora); });
-  check_parses("dtype", [&] { parse_dtype(p.dtype, "dtype"); });
+  if (p.dtype != "auto") check_parses("dtype", [&] { parse_dtype(p.dtype, "dtype"); });
   require(!(p.dtype == "fp16" || p.dtype == "float16") || p.device.rfind("cuda", 0) == 0, "dtype",
           "fp16 runs on CUDA only; on the CPU use fp32 or bf16");
   check_parses("device", [&] { parse_device(p.device, "device"); });
@@ -253,9 +254,20 @@ void validate_for_model(const P& p) {
 }
 
 PipelineLoadOptions load_options(const P& p) {
-  PipelineLoadOptions o{p.controlnet, p.vae, p.tiny_vae, p.quantize, p.quantize_min_weights, {}};
+  PipelineLoadOptions o{p.controlnet, p.vae, p.tiny_vae, {}, p.quantize, p.quantize_min_weights, {}};
+  if (p.dtype == "auto") o.vae_dtype = auto_dtypes(parse_device(p.device, "device")).vae;
   for (const std::string& lora : p.lora) o.loras.push_back(parse_lora_spec(lora));
   return o;
+}
+
+at::ScalarType load_dtype(const P& p, std::string* how) {
+  if (p.dtype != "auto") {
+    if (how) how->clear();
+    return parse_dtype(p.dtype, "dtype");
+  }
+  const StageDtypes d = auto_dtypes(parse_device(p.device, "device"));
+  if (how) *how = "dtype auto: " + d.how;
+  return d.transformer;
 }
 
 int64_t resolve_seed(P& p) {

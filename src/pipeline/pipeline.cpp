@@ -74,7 +74,8 @@ void check_vae_fits(const AutoencoderDCConfig& vae, const std::string& vae_dir, 
 }
 
 PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, const at::Device& device,
-                                                       at::ScalarType dtype, const std::string& vae_dir) {
+                                                       at::ScalarType dtype, const std::string& vae_dir,
+                                                       std::optional<at::ScalarType> vae_dtype) {
   const ModelIndex index = open_pipeline_folder(dir, vae_dir.empty());
   // Configs first: a VAE that does not fit is refused before any weights are read.
   if (!vae_dir.empty()) check_vae_fits(vae_folder_config(vae_dir), vae_dir, dir);
@@ -85,12 +86,14 @@ PipelineComponents PipelineComponents::from_pretrained(const std::string& dir, c
   c.tokenizer = std::make_shared<GemmaTokenizer>(GemmaTokenizer::from_pretrained((root / "tokenizer").string()));
   c.text_encoder = Gemma2Model::from_pretrained((root / "text_encoder").string(), options);
   c.transformer = SanaTransformer2DModel::from_pretrained((root / "transformer").string(), options);
-  c.vae = AutoencoderDC::from_pretrained(vae_dir.empty() ? (root / "vae").string() : vae_dir, options);
+  c.vae = AutoencoderDC::from_pretrained(vae_dir.empty() ? (root / "vae").string() : vae_dir,
+                                         options.dtype(vae_dtype.value_or(dtype)));
   if (index.components.count("controlnet")) {
     require_dir(root / "controlnet", "SanaControlNetModel");
     c.attach_controlnet((root / "controlnet").string(), dtype);
   }
-  if (fs::is_directory(root / "vae_tiny")) c.attach_tiny_vae((root / "vae_tiny").string(), dtype);
+  if (fs::is_directory(root / "vae_tiny"))
+    c.attach_tiny_vae((root / "vae_tiny").string(), vae_dtype.value_or(dtype));
   return c;
 }
 
@@ -217,14 +220,15 @@ std::unique_ptr<Pipeline> load_pipeline(const std::string& dir, const at::Device
     throw Error("model directory " + dir + ": the transformer has no guidance embedding, so this is a SANA flow "
                 "model, but model_index.json names " + index.class_name + " instead of SanaPipeline");
   const std::string scheduler = (fs::path(dir) / "scheduler" / "scheduler_config.json").string();
-  PipelineComponents c = PipelineComponents::from_pretrained(dir, device, dtype, load.vae_dir);
+  PipelineComponents c = PipelineComponents::from_pretrained(dir, device, dtype, load.vae_dir, load.vae_dtype);
   std::unique_ptr<Pipeline> pipe;
   if (transformer_config.guidance_embeds)
     pipe = std::make_unique<SanaSprintPipeline>(std::move(c), load_scm_scheduler_config(scheduler));
   else
     pipe = std::make_unique<SanaPipeline>(std::move(c), load_flow_scheduler_config(scheduler));
   if (!load.controlnet_dir.empty()) pipe->components.attach_controlnet(load.controlnet_dir, dtype);
-  if (!load.tiny_vae_dir.empty()) pipe->components.attach_tiny_vae(load.tiny_vae_dir, dtype);
+  if (!load.tiny_vae_dir.empty())
+    pipe->components.attach_tiny_vae(load.tiny_vae_dir, load.vae_dtype.value_or(dtype));
   for (const LoraSpec& lora : load.loras) pipe->components.apply_lora(lora);
   pipe->components.quantize_int8({int8, load.quantize_min_weights});
   return pipe;

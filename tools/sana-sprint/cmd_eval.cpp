@@ -154,7 +154,10 @@ int run_eval_model(EvalCommand& c) {
   prepare_generation(p, *c.flags);
   resolve_seed(p);
   note("loading " + p.model);
-  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), load_options(p));
+  std::string how;
+  const at::ScalarType dtype = load_dtype(p, &how);
+  if (!how.empty()) note(how);
+  const auto pipe = load_pipeline(p.model, parse_device(p.device), dtype, load_options(p));
   if (c.control && !pipe->components.controlnet)
     throw Error("--control: " + p.model + " has no ControlNet (give --controlnet DIR)");
   fs::create_directories(c.out);

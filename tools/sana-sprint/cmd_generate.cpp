@@ -52,7 +52,10 @@ int run_generate(GenerateCommand& c) {
 
   double t0 = now();
   note("loading " + p.model + " (" + p.dtype + " on " + p.device + ")");
-  const auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), load_options(p));
+  std::string how;
+  const at::ScalarType dtype = load_dtype(p, &how);
+  if (!how.empty()) note(how);
+  const auto pipe = load_pipeline(p.model, parse_device(p.device), dtype, load_options(p));
   note("loaded " + pipe->class_name() + (pipe->components.controlnet ? " with a ControlNet" : "") +
        (p.vae.empty() ? "" : " with the VAE of " + p.vae) +
        (p.lora.empty() ? "" : " with " + std::to_string(p.lora.size()) + " LoRA(s)") +

@@ -28,7 +28,10 @@ int run_serve(ServeCommand& c) {
   p.prompt.clear();
   note("loading " + p.model + " (" + p.dtype + " on " + p.device + ")");
   const double t0 = now();
-  auto pipe = load_pipeline(p.model, parse_device(p.device), parse_dtype(p.dtype), load_options(p));
+  std::string how;
+  const at::ScalarType dtype = load_dtype(p, &how);
+  if (!how.empty()) note(how);
+  auto pipe = load_pipeline(p.model, parse_device(p.device), dtype, load_options(p));
   note("loaded " + pipe->class_name() + (pipe->components.controlnet ? " with a ControlNet" : "") +
        (p.vae.empty() ? "" : " with the VAE of " + p.vae) +
        (p.quantize.empty() ? "" : ", " + p.quantize + " weights,") + " in " +

@@ -36,7 +36,9 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
     add("batch_count",
         app->add_option("-b,--batch-count", p.batch_count, "images for the prompt, in one batch")->capture_default_str());
   if (want("device")) add("device", app->add_option("--device", p.device, "cpu | cuda[:N]")->capture_default_str());
-  if (want("dtype")) add("dtype", app->add_option("--dtype", p.dtype, "fp32 | bf16 | fp16")->capture_default_str());
+  if (want("dtype")) add("dtype", app->add_option("--dtype", p.dtype,
+                                                  "fp32 | bf16 | fp16 | auto (per stage the faster of fp32 and bf16, "
+                                                  "measured once per machine)")->capture_default_str());
   if (want("max_timesteps"))
     add("max_timesteps", app->add_option("--max-timesteps", p.max_timesteps, "first TrigFlow time")
                              ->capture_default_str());

@@ -39,7 +39,7 @@ struct GenerationParams {
   bool resolution_binning = true;
   bool vae_tiling = false;
   std::string sampler;          // flow teachers: "" (the folder's scheduler) | euler | dpm++2m
-  std::string device = "cpu", dtype = "fp32";
+  std::string device = "cpu", dtype = "fp32";  // dtype: fp32 | bf16 | fp16 | auto (per stage, the faster)
   // ControlNet: the control image (a PNG or JPEG path on the command line, inline data in JSON APIs), how to prepare it, the
   // factor on its residuals, and a SanaControlNetModel folder to attach to a model that has none.
   std::string control_image;
@@ -106,8 +106,12 @@ void validate(const GenerationParams& params);
 // vae/config.json, before any weights are loaded).
 void validate_for_model(const GenerationParams& params);
 
-// How `params` loads its pipeline: the ControlNet and VAE folders, LoRAs and quantization (load_pipeline's options).
+// How `params` loads its pipeline: the ControlNet and VAE folders, LoRAs and quantization (load_pipeline's options),
+// and with dtype "auto" the VAE's own dtype.
 PipelineLoadOptions load_options(const GenerationParams& params);
+// The pipeline's dtype (load_pipeline's): `dtype` parsed, or with "auto" the probe's choice for the text encoder and
+// transformer (pipeline/dtype_auto.h). `how`, when given, gets the probe's one-line account ("" without auto).
+at::ScalarType load_dtype(const GenerationParams& params, std::string* how = nullptr);
 
 // Replaces a seed of -1 with a random one; returns the seed.
 int64_t resolve_seed(GenerationParams& params);

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,8 +55,10 @@ struct PipelineComponents {
   // model_index.json lists it, and the tiny preview decoder vae_tiny/ when the folder has one (model_index.json does
   // not list it: diffusers would not know what to do with it); errors name the missing folder. A non-empty `vae_dir`
   // (an AutoencoderDC folder, as diffusers' `vae=` argument) is loaded instead of vae/, after check_vae_fits.
+  // `vae_dtype` (default: `dtype`) is the VAE's own dtype (--dtype auto may choose one per stage).
   static PipelineComponents from_pretrained(const std::string& dir, const at::Device& device, at::ScalarType dtype,
-                                            const std::string& vae_dir = "");
+                                            const std::string& vae_dir = "",
+                                            std::optional<at::ScalarType> vae_dtype = std::nullopt);
 
   // Loads a SanaControlNetModel folder (config.json + weights) as this pipeline's ControlNet, after checking that
   // it fits the transformer (errors name the folder and the mismatch).
@@ -141,6 +144,7 @@ struct PipelineLoadOptions {
   std::string controlnet_dir;  // a SanaControlNetModel folder to attach
   std::string vae_dir;         // an AutoencoderDC folder used instead of the folder's vae/ (DC-AE-Lite, ...)
   std::string tiny_vae_dir;    // an AutoencoderTiny folder used instead of the folder's vae_tiny/
+  std::optional<at::ScalarType> vae_dtype;  // the VAE's and tiny decoder's dtype when not the pipeline's
   std::string quantize;        // "" | int8 | w8a8: PipelineComponents::quantize_int8 after loading
   int64_t quantize_min_weights = nn::QuantizeSettings{}.min_weights;
   std::vector<LoraSpec> loras;  // fused before quantizing (on the side path when the folder's weights are int8)
