@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 
@@ -156,7 +157,8 @@ int main(int argc, char** argv) {
     std::function<double(int64_t)> other_flops;
     if (!compare_vae.empty()) {
       const std::string config = compare_vae + "/config.json";
-      const bool tiny = read_text_file(config).find("\"AutoencoderTiny\"") != std::string::npos;
+      const auto j = nlohmann::json::parse(read_text_file(config), nullptr, /*allow_exceptions=*/false);
+      const bool tiny = j.is_object() && j.value("_class_name", "") == "AutoencoderTiny";
       int channels = 0, factor = 0;
       if (tiny) {
         const auto tcfg_tiny = load_autoencoder_tiny_config(config);

@@ -105,6 +105,14 @@ TEST(Server, OpenAIAndJobsAndA1111GiveTheLibrarysImages) {
   ASSERT_EQ(status, 200);
   EXPECT_TRUE(at::equal(decode_b64(r["data"][0]["b64_json"]), expected));
 
+  // The tiny preview decoder per request: the same scene, decoded roughly.
+  r = post_json(c, "/v1/images/generations",
+                {{"prompt", "two red circles above a blue square"}, {"seed", 7}, {"decoder", "tiny"}}, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  const at::Tensor tiny = decode_b64(r["data"][0]["b64_json"]);
+  EXPECT_FALSE(at::equal(tiny, expected));
+  EXPECT_LT((tiny - expected).abs().mean().item<double>(), 0.05);
+
   r = post_json(c, "/sdapi/v1/txt2img",
                 {{"prompt", "two red circles above a blue square"}, {"seed", 7}, {"steps", 1}, {"cfg_scale", 4.5},
                  {"sampler_name", "Euler a"}, {"n_iter", 1}},
@@ -340,6 +348,7 @@ TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
       {"/v1/images/generations", R"({"prompt": "x", "size": "60x60"})", 400, "multiple of the VAE factor 8"},
       {"/v1/images/generations", R"({"prompt": "x", "size": "big"})", 400, "WIDTHxHEIGHT"},
       {"/v1/images/generations", R"({"prompt": "x", "n": 50})", 400, "limit of 8 images"},
+      {"/v1/images/generations", R"({"prompt": "x", "decoder": "fast"})", 400, "decoder: must be full or tiny"},
       {"/v1/images/generations", R"({"prompt": "x", "n": 2, "size": "2048x2048"})", 400,
        "n: 2 images of 2048x2048 are 8388608 pixels, more than this server's limit of 4194304 per request"},
       // Wrongly typed fields the routes read themselves: 400 naming the field (were 500s with the JSON library's text).

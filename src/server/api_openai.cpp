@@ -14,7 +14,7 @@ const Spelling kSpelling = {{"batch_count", "n"}, {"width", "size"}, {"height", 
 json generation_fields(const json& body) {
   json f = json::object();
   for (const char* key : {"prompt", "negative_prompt", "seed", "steps", "guidance", "control_image", "control_scale",
-                          "control_preprocess", "init_image", "strength", "loras"})
+                          "control_preprocess", "init_image", "strength", "loras", "decoder"})
     if (body.contains(key)) f[key] = body[key];
   if (body.contains("n")) f["batch_count"] = body["n"];
   // OpenAI's API has no seed: its clients expect a new image for each request, so none given means a random one.

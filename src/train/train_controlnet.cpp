@@ -55,11 +55,7 @@ void train_controlnet_flow(const ControlNetFlowOptions& f, const TrainOptions& o
                   {{"--base", f.base}, {"--cache", f.cache}});
   auto controlnet = controlnet_from_transformer(*teacher, L);
   const NamedTensors params = trainable(*controlnet);
-  const auto optim = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
-  std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
-  run.track("model.", params);
-  run.track("optim.", *optim);
-  if (ema) run.track("ema.", *ema);
+  const TrainingRun::Optimization opt = run.optimize(params);
   std::shared_ptr<AutoencoderDC> vae;
   run.on_sample([&](const std::string& path) {
     if (!vae) vae = AutoencoderDC::from_pretrained((fs::path(f.base) / "vae").string(), opts);
@@ -83,10 +79,10 @@ void train_controlnet_flow(const ControlNetFlowOptions& f, const TrainOptions& o
       in.hidden_states = x_s, in.timestep = t;
       return sana_velocity(*teacher, control, in);
     };
-    finish_flow_step(run, flow_matching_loss_at(velocity, b.latents, d.s, d.eps), *optim, params, o, ema.get(), step,
+    finish_flow_step(run, flow_matching_loss_at(velocity, b.latents, d.s, d.eps), *opt.optim, params, o, opt.ema.get(), step,
                      started);
   }
-  if (ema) ema->copy_to_params();
+  if (opt.ema) opt.ema->copy_to_params();
   if (!run.finish()) return;
   export_controlnet(*controlnet, o.out);
   note("train-controlnet: wrote the ControlNet " + o.out + " (use it with generate -m " + f.base +

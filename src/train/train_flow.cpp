@@ -96,11 +96,7 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
   auto model = std::make_shared<SanaTransformer2DModel>(parse_sana_transformer_config(cfg_json.dump(), f.config), opts);
   init_flow_model(*model, o.seed);
   const NamedTensors params = trainable(*model);
-  const auto optim = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
-  std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
-  run.track("model.", params);
-  run.track("optim.", *optim);
-  if (ema) run.track("ema.", *ema);
+  const TrainingRun::Optimization opt = run.optimize(params);
   std::shared_ptr<AutoencoderDC> vae;  // loaded for the first grid
   run.on_sample([&](const std::string& path) {
     if (!vae) vae = AutoencoderDC::from_pretrained((fs::path(f.base) / "vae").string(), opts);
@@ -125,12 +121,12 @@ void train_flow(const FlowTrainOptions& f, const TrainOptions& o) {
       in.hidden_states = x_s, in.timestep = t;
       return model->forward(in);
     };
-    finish_flow_step(run, flow_matching_loss_at(velocity, b.latents, d.s, d.eps), *optim, params, o, ema.get(), step,
+    finish_flow_step(run, flow_matching_loss_at(velocity, b.latents, d.s, d.eps), *opt.optim, params, o, opt.ema.get(), step,
                      started);
   }
 
   // Export a diffusers SanaPipeline folder (the EMA weights when there is an EMA).
-  if (ema) ema->copy_to_params();
+  if (opt.ema) opt.ema->copy_to_params();
   if (!run.finish()) return;
   write_teacher(o.out);
   note("train: wrote the teacher pipeline " + o.out);

@@ -98,11 +98,7 @@ void train_lora(const LoraTrainOptions& l, const TrainOptions& o) {
   const auto opts = run.tensor_options();
   const auto teacher = frozen_transformer(l.base, opts);
   const NamedTensors params = add_adapters(*teacher, l, o.seed, opts);
-  const auto optim = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
-  std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
-  run.track("model.", params);
-  run.track("optim.", *optim);
-  if (ema) run.track("ema.", *ema);
+  const TrainingRun::Optimization opt = run.optimize(params);
   std::shared_ptr<AutoencoderDC> vae;
   run.on_sample([&](const std::string& path) {
     if (!vae) vae = AutoencoderDC::from_pretrained((fs::path(l.base) / "vae").string(), opts);
@@ -124,10 +120,10 @@ void train_lora(const LoraTrainOptions& l, const TrainOptions& o) {
       in.hidden_states = x_s, in.timestep = t;
       return teacher->forward(in);
     };
-    finish_flow_step(run, flow_matching_loss_at(velocity, b.latents, d.s, d.eps), *optim, params, o, ema.get(), step,
+    finish_flow_step(run, flow_matching_loss_at(velocity, b.latents, d.s, d.eps), *opt.optim, params, o, opt.ema.get(), step,
                      started);
   }
-  if (ema) ema->copy_to_params();
+  if (opt.ema) opt.ema->copy_to_params();
   if (!run.finish()) return;
   export_lora(params, l, o.out);
   note("train-lora: wrote " + (fs::path(o.out) / "pytorch_lora_weights.safetensors").string() + " (use it with generate -m " +

@@ -75,11 +75,7 @@ void train_tiny_decoder(const TinyDecoderOptions& t, const TrainOptions& o) {
   AutoencoderTiny model(cfg, opts);
   nn::init_random(model, o.seed);
   const NamedTensors params = trainable(model);
-  const auto optim = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
-  std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
-  run.track("model.", params);
-  run.track("optim.", *optim);
-  if (ema) run.track("ema.", *ema);
+  const TrainingRun::Optimization opt = run.optimize(params);
 
   // Preview grid: the full decoder's images of the first 8 latents above, the tiny decoder's below.
   const at::Tensor preview = cache.latents.slice(0, 0, std::min<int64_t>(8, n)).to(opts);
@@ -106,10 +102,10 @@ void train_tiny_decoder(const TinyDecoderOptions& t, const TrainOptions& o) {
       z = z + mine(all_sigma) * mine(all_eps);
     }
     z = z.to(opts);
-    reconstruction_step(run, *optim, params, ema.get(), o, step, model.decode(z), full_decode(*vae, z), step_t0);
+    reconstruction_step(run, *opt.optim, params, opt.ema.get(), o, step, model.decode(z), full_decode(*vae, z), step_t0);
   }
 
-  if (ema) ema->copy_to_params();
+  if (opt.ema) opt.ema->copy_to_params();
   if (!run.finish()) return;
   export_tiny_decoder(model, t.config, o.out);
   // Agreement with the full decoder on up to 512 latents without noise: the number docs/DECODERS.md reports.

@@ -92,11 +92,7 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
   AutoencoderDC model(cfg, opts);
   nn::init_random(model, o.seed);
   const NamedTensors params = trainable(model);
-  const auto optim = make_optimizer(o.optimizer, params, o.lr, o.weight_decay);
-  std::unique_ptr<EMA> ema = o.ema_decay > 0 ? std::make_unique<EMA>(params, o.ema_decay) : nullptr;
-  run.track("model.", params);
-  run.track("optim.", *optim);
-  if (ema) run.track("ema.", *ema);
+  const TrainingRun::Optimization opt = run.optimize(params);
 
   // Reconstruction grids of the first 8 images: originals above, reconstructions below.
   const at::Tensor preview = batch_of({0, 1 % n, 2 % n, 3 % n, 4 % n, 5 % n, 6 % n, 7 % n});
@@ -116,11 +112,11 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
     for (int64_t j = slice.begin(); j < slice.begin() + slice.size(); ++j)
       idx.push_back(sample_index(o.seed, step, o.batch_size, j, n));
     const at::Tensor x = batch_of(idx);
-    reconstruction_step(run, *optim, params, ema.get(), o, step, model.decode(model.encode(x)), x, step_t0);
+    reconstruction_step(run, *opt.optim, params, opt.ema.get(), o, step, model.decode(model.encode(x)), x, step_t0);
   }
 
   // Export: EMA weights when enabled; scaling_factor from the latents of up to 1024 images.
-  if (ema) ema->copy_to_params();
+  if (opt.ema) opt.ema->copy_to_params();
   if (!run.finish()) return;
   const auto [sf, psnr] = latent_statistics(model, batch_of, n);
   export_vae(model, config, o.out, sf);

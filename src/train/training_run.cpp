@@ -82,6 +82,15 @@ void TrainingRun::track(const std::string& prefix, EMA& ema) {
   ema_ = &ema;
 }
 
+TrainingRun::Optimization TrainingRun::optimize(const NamedTensors& params) {
+  Optimization o{make_optimizer(o_.optimizer, params, o_.lr, o_.weight_decay),
+                 o_.ema_decay > 0 ? std::make_unique<EMA>(params, o_.ema_decay) : nullptr};
+  track("model.", params);
+  track("optim.", *o.optim);
+  if (o.ema) track("ema.", *o.ema);
+  return o;
+}
+
 void TrainingRun::check_resume_options(const std::string& recorded) const {
   const json before = json::parse(recorded, nullptr, /*allow_exceptions=*/false);
   if (!before.is_object()) return;  // a checkpoint from before options were recorded

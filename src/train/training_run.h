@@ -35,6 +35,14 @@ class TrainingRun {
   void track(const std::string& prefix, Optimizer& optim);
   void track(const std::string& prefix, EMA& ema);
 
+  // The optimiser of `params` (the run's --optimizer, --lr, --weight-decay) and, with --ema, their EMA, each tracked
+  // with the parameters as "model.", "optim.", "ema.": the state every single-model trainer checkpoints.
+  struct Optimization {
+    std::unique_ptr<Optimizer> optim;
+    std::unique_ptr<EMA> ema;  // null without --ema
+  };
+  Optimization optimize(const NamedTensors& params);
+
   // Once everything is tracked: on --resume restores the checkpoint and returns its step; otherwise returns 0 after
   // copying rank 0's `shared` tensors to the other processes, so that all start equal.
   int64_t begin(const NamedTensors& shared);

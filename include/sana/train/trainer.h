@@ -1,5 +1,6 @@
 #pragma once
-// The training commands behind `sana-sprint train-vae | text-encoder | cache | train | distill`.
+// The training commands behind `sana-sprint train-vae | train-tiny-decoder | text-encoder | cache | train | distill |
+// train-controlnet | train-lora`.
 //
 // Shared conventions (docs/ARCHITECTURE.md, "Training"; the run state is src/train/training_run.h):
 //  * Determinism (sana/train/data.h): `--resume` reproduces the loss sequence of an uninterrupted run; a resume with
