@@ -277,6 +277,83 @@ TEST(Server, AnsweredJobsAreNotKept) {
   EXPECT_NE(sana::server::new_job_id(), sana::server::new_job_id());
 }
 
+namespace {
+
+std::shared_ptr<sana::server::Job> worker_job(const sana::GenerationParams& p, const std::string& live_session = "") {
+  auto job = std::make_shared<sana::server::Job>();
+  job->id = sana::server::new_job_id();
+  job->params = p;
+  job->options = sana::to_generate_options(p);
+  job->live_session = live_session;
+  job->live_frame = 1;
+  return job;
+}
+
+}  // namespace
+
+// Live frames have their own lane: one that arrives while a long job runs is run between that job's steps (it used
+// to wait for the whole job), is accepted when the job queue is full, and neither image changes for the interleaving.
+TEST(Server, LiveFramesRunBetweenTheStepsOfALongJob) {
+  const std::string teacher = std::string(SANA_MODELS_DIR) + "/sana-shapes-teacher";
+  sana::server::Worker::Options o;
+  o.queue_limit = 1;
+  sana::server::Worker worker(sana::load_pipeline(teacher, at::kCPU, at::kFloat), o);
+  sana::GenerationParams long_params = model_defaults(teacher);
+  long_params.prompt = "two red circles above a blue square";
+  long_params.steps = 40;
+  sana::GenerationParams frame_params = model_defaults(teacher);
+  frame_params.prompt = "a green triangle";
+  frame_params.steps = 2;
+  const auto long_job = worker_job(long_params), waiting = worker_job(long_params), frame = worker_job(frame_params, "s");
+  ASSERT_EQ(worker.submit(long_job), sana::server::Worker::Admission::accepted);
+  for (;;) {  // until the long job has made a step
+    {
+      const auto lock = worker.lock();
+      if (long_job->step >= 1) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(worker.submit(waiting), sana::server::Worker::Admission::accepted);
+  EXPECT_EQ(worker.submit(worker_job(long_params)), sana::server::Worker::Admission::queue_full);
+  ASSERT_EQ(worker.submit(frame), sana::server::Worker::Admission::accepted) << "a full job queue refused a live frame";
+  worker.wait(frame);
+  {
+    const auto lock = worker.lock();
+    EXPECT_EQ(frame->state, sana::server::Job::State::done);
+    EXPECT_EQ(long_job->state, sana::server::Job::State::running) << "the live frame waited for the whole job";
+    EXPECT_LT(long_job->step, 40);
+  }
+  EXPECT_EQ(worker.status().running, long_job) << "the job in hand stays the running one";
+  worker.wait(long_job);
+  worker.cancel(waiting->id);
+  worker.shutdown();
+  ASSERT_EQ(long_job->state, sana::server::Job::State::done);
+  // Both images equal the library's for the same settings, run alone.
+  const auto pipe = sana::load_pipeline(teacher, at::kCPU, at::kFloat);
+  EXPECT_TRUE(at::equal(long_job->images[0], pipe->generate(sana::to_generate_options(long_params)).images[0]));
+  EXPECT_TRUE(at::equal(frame->images[0], pipe->generate(sana::to_generate_options(frame_params)).images[0]));
+}
+
+// Async results are kept within a byte budget, the oldest forgotten first.
+TEST(Server, KeptResultsStayWithinTheirByteBudget) {
+  sana::GenerationParams p = model_defaults(kStudent);
+  p.prompt = "a red square";
+  const int64_t image_bytes = int64_t{3} * p.width * p.height * 4;  // [3, H, W] float
+  sana::server::Worker::Options o;
+  o.history_bytes = static_cast<size_t>(image_bytes) * 3 / 2;  // room for one
+  sana::server::Worker worker(sana::load_pipeline(kStudent, at::kCPU, at::kFloat), o);
+  const auto first = worker_job(p), second = worker_job(p);
+  for (const auto& job : {first, second}) {
+    ASSERT_EQ(worker.submit(job), sana::server::Worker::Admission::accepted);
+    worker.wait(job);
+    ASSERT_EQ(job->state, sana::server::Job::State::done);
+    ASSERT_EQ(static_cast<int64_t>(job->images[0].nbytes()), image_bytes);
+  }
+  EXPECT_EQ(worker.find(first->id), nullptr) << "over the budget, the oldest result goes";
+  EXPECT_NE(worker.find(second->id), nullptr);
+  worker.shutdown();
+}
+
 TEST(Server, DiscoveryRoutesAnswerWithTrueValues) {
   LiveServer s;
   auto c = s.client();
@@ -474,6 +551,16 @@ TEST(Server, QueueLimitCancelAndOrderlyStop) {
   const int last = place(ids.back());
   EXPECT_TRUE(last == static_cast<int>(ids.size()) - 1 || last == static_cast<int>(ids.size())) << last;
   EXPECT_LT(place(ids[ids.size() - 2]), last);
+  // The queue as anyone sees it: places and sizes, never the ids.
+  const auto queue = c.Get("/sprint/v1/jobs");
+  ASSERT_TRUE(queue);
+  ASSERT_EQ(queue->status, 200);
+  const json listed = json::parse(queue->body)["data"];
+  ASSERT_GE(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["queue_position"], 1);
+  EXPECT_EQ(listed[0]["steps"], 50);
+  EXPECT_EQ(listed[0]["n"], 8);
+  for (const auto& id : ids) EXPECT_EQ(queue->body.find(id), std::string::npos) << queue->body;
   // A1111's progress shows the running job's step, never its id (the id is the key to its images).
   const auto progress = c.Get("/sdapi/v1/progress");
   ASSERT_TRUE(progress);

@@ -11,6 +11,7 @@ namespace sana {
 
 void decode_and_finish(const PipelineComponents& c, const GenerateOptions& o, GenerateResult& r,
                        const ProgressFn& progress) {
+  if (o.pause_point) o.pause_point();
   const auto t0 = std::chrono::steady_clock::now();
   if (o.tiny_decode) {
     if (!c.tiny_vae)

@@ -96,6 +96,7 @@ GenerateResult SanaPipeline::generate(const GenerateOptions& o, const ProgressFn
   at::Tensor x = r.initial_noise.to(components.device);
   StepFiniteness finite;
   for (int i = 0; i < scheduler->num_steps(); ++i) {
+    if (o.pause_point) o.pause_point();
     const double t0 = now();
     SanaTransformerInputs in;
     in.hidden_states = (cfg ? at::cat({x, x}) : x).to(transformer.dtype());

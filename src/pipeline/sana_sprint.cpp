@@ -115,6 +115,7 @@ GenerateResult SanaSprintPipeline::generate(const GenerateOptions& o, const Prog
   StepFiniteness finite;
   const int n = scheduler.num_steps();
   for (int i = first; i < n; ++i) {
+    if (o.pause_point) o.pause_point();
     t0 = now();
     // The reference rounds the time to the embeddings' dtype before the time map.
     const at::Tensor t = r.timesteps[i].expand({B}).to(components.device).to(embeds.scalar_type()).to(at::kFloat);

@@ -1,6 +1,5 @@
 // Asynchronous jobs: POST /sprint/v1/jobs -> 202 with an id; GET /sprint/v1/jobs/{id}; POST .../{id}/cancel or
-// DELETE /sprint/v1/jobs/{id}; and
-// GET /health (docs/SERVER.md).
+// DELETE /sprint/v1/jobs/{id}; GET /sprint/v1/jobs (the queue, without ids); and GET /health (docs/SERVER.md).
 #include "http_context.h"
 
 namespace sana::server {
@@ -37,6 +36,22 @@ void submit(Context& ctx, const httplib::Request& req, httplib::Response& res) {
   reply_json(res, 202, {{"id", job->id}, {"status", "queued"}, {"poll_url", "/sprint/v1/jobs/" + job->id}});
 }
 
+// The queue as anyone may see it: places, sizes and progress, never ids (an id is the key to a job's images).
+json queue_json(Context& ctx) {
+  const auto lock = ctx.worker.lock();
+  json jobs = json::array();
+  size_t place = 0;
+  for (const auto& job : ctx.worker.queued())
+    jobs.push_back({{"queue_position", ++place},
+                    {"status", state_name(job->state)},
+                    {"created", job->created},
+                    {"width", job->params.width},
+                    {"height", job->params.height},
+                    {"n", job->params.batch_count},
+                    {"steps", job->params.steps}});
+  return {{"object", "list"}, {"data", jobs}};
+}
+
 std::shared_ptr<Job> find_job(Context& ctx, const std::string& id) {
   auto job = ctx.worker.find(id);
   if (!job) throw HttpError(404, "not_found", "no job " + id + " (unknown, or finished long enough ago to be forgotten)");
@@ -47,6 +62,9 @@ std::shared_ptr<Job> find_job(Context& ctx, const std::string& id) {
 
 void add_job_routes(httplib::Server& server, Context& ctx) {
   route(server, ctx, "POST", "/sprint/v1/jobs", guarded([&ctx](const httplib::Request& q, httplib::Response& r) { submit(ctx, q, r); }));
+  route(server, ctx, "GET", "/sprint/v1/jobs", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
+               reply_json(r, 200, queue_json(ctx));
+             }));
   route(server, ctx, "GET", R"(/sprint/v1/jobs/([A-Za-z0-9-]+))", guarded([&ctx](const httplib::Request& q, httplib::Response& r) {
                reply_json(r, 200, job_json(ctx, *find_job(ctx, q.matches[1])));
              }));
@@ -75,6 +93,7 @@ void add_job_routes(httplib::Server& server, Context& ctx) {
                                        {"max_pixels", ctx.options.max_pixels}}},
                            {"quantize", ctx.defaults.quantize.empty() ? "none" : ctx.defaults.quantize},
                            {"queued", s.queued},
+                           {"live_waiting", s.live_waiting},
                            {"running", s.running != nullptr},
                            {"done", s.done},
                            {"failed", s.failed}});

@@ -24,6 +24,8 @@ struct Server::Impl {
   static Worker::Options worker_options(const ServerOptions& o, const GenerationParams& defaults) {
     Worker::Options w;
     w.queue_limit = o.queue;
+    w.live_limit = o.queue;
+    w.history_bytes = o.results_bytes;
     for (const std::string& lora : defaults.lora) w.base_loras.push_back(parse_lora_spec(lora));
     return w;
   }

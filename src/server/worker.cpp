@@ -3,6 +3,7 @@
 
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -58,9 +59,10 @@ Worker::Admission Worker::submit(const std::shared_ptr<Job>& job) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) return Admission::shutting_down;
   job->created = wall_seconds();
+  const bool live = !job->live_session.empty();
   // A live frame meets its session's waiting frame: the newer of the two stays, the other is superseded.
-  if (!job->live_session.empty())
-    for (auto& waiting : queue_)
+  if (live)
+    for (auto& waiting : live_)
       if (waiting->live_session == job->live_session) {
         std::shared_ptr<Job> loser = job;
         if (job->live_frame > waiting->live_frame) std::swap(loser, waiting);  // the new frame takes the place
@@ -72,16 +74,12 @@ Worker::Admission Worker::submit(const std::shared_ptr<Job>& job) {
         done_.notify_all();
         return Admission::accepted;
       }
-  if (queue_.size() >= options_.queue_limit) return Admission::queue_full;
+  // Live frames have their own lane: they neither count against the queue of other work nor wait behind it.
+  std::deque<std::shared_ptr<Job>>& lane = live ? live_ : queue_;
+  if (lane.size() >= (live ? options_.live_limit : options_.queue_limit)) return Admission::queue_full;
   job->state = Job::State::queued;
   jobs_[job->id] = job;
-  if (job->live_session.empty()) {
-    queue_.push_back(job);
-  } else {  // live frames go ahead of async work, behind other live frames
-    auto pos = queue_.begin();
-    while (pos != queue_.end() && !(*pos)->live_session.empty()) ++pos;
-    queue_.insert(pos, job);
-  }
+  lane.push_back(job);
   forget_old_jobs();
   wake_.notify_one();
   return Admission::accepted;
@@ -104,11 +102,12 @@ bool Worker::cancel(const std::string& id) {
   if (it == jobs_.end()) return false;
   const auto& job = it->second;
   if (job->state == Job::State::queued) {
-    for (auto q = queue_.begin(); q != queue_.end(); ++q)
-      if (*q == job) {
-        queue_.erase(q);
-        break;
-      }
+    for (auto* lane : {&queue_, &live_})
+      for (auto q = lane->begin(); q != lane->end(); ++q)
+        if (*q == job) {
+          lane->erase(q);
+          break;
+        }
     job->state = Job::State::cancelled;
     job->finished = wall_seconds();
     release_inputs(*job);
@@ -131,13 +130,15 @@ void Worker::shutdown() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
-    for (const auto& job : queue_) {
-      job->state = Job::State::cancelled;
-      job->error = "the server is shutting down";
-      job->finished = wall_seconds();
-      release_inputs(*job);
+    for (auto* lane : {&queue_, &live_}) {
+      for (const auto& job : *lane) {
+        job->state = Job::State::cancelled;
+        job->error = "the server is shutting down";
+        job->finished = wall_seconds();
+        release_inputs(*job);
+      }
+      lane->clear();
     }
-    queue_.clear();
     done_.notify_all();
     wake_.notify_all();
   }
@@ -146,7 +147,7 @@ void Worker::shutdown() {
 
 Worker::Status Worker::status() {
   std::lock_guard<std::mutex> lock(mutex_);
-  return {queue_.size(), running_, done_count_, failed_count_};
+  return {queue_.size(), live_.size(), running_, done_count_, failed_count_};
 }
 
 size_t Worker::queue_position(const Job& job) const {
@@ -160,34 +161,64 @@ void Worker::run() {
     std::shared_ptr<Job> job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and nothing left
-      job = queue_.front();
-      queue_.pop_front();
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !live_.empty(); });
+      auto& lane = live_.empty() ? queue_ : live_;  // live frames first
+      if (lane.empty()) return;  // stopping and nothing left
+      job = lane.front();
+      lane.pop_front();
       job->state = Job::State::running;
       job->started = wall_seconds();
       running_ = job;
     }
-    Job::State final_state = Job::State::done;
-    try {
-      execute(*job);
-    } catch (const Cancelled&) {
-      final_state = Job::State::cancelled;
-    } catch (const std::bad_alloc&) {
-      final_state = Job::State::failed;
-      job->error = "out of memory";
-    } catch (const std::exception& e) {
-      final_state = Job::State::failed;
-      job->error = first_line(e.what());
-    }
-    finish(job, final_state);
+    run_job(job);
   }
+}
+
+void Worker::run_job(const std::shared_ptr<Job>& job) {
+  Job::State final_state = Job::State::done;
+  try {
+    execute(*job);
+  } catch (const Cancelled&) {
+    final_state = Job::State::cancelled;
+  } catch (const std::bad_alloc&) {
+    final_state = Job::State::failed;
+    job->error = "out of memory";
+  } catch (const std::exception& e) {
+    final_state = Job::State::failed;
+    job->error = first_line(e.what());
+  }
+  finish(job, final_state);
+}
+
+// Called at the pause points of a running job that is not a live frame: the waiting live frames run now, inside the
+// job, so a frame waits for at most one step of it. The job's own state is untouched (its tensors are its own; the
+// live frames share only the weights). A frame that needs other LoRAs than the job runs with waits for the job's end:
+// switching them mid-job would change the job's image.
+void Worker::run_live_frames() {
+  for (;;) {
+    std::shared_ptr<Job> frame;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (live_.empty() || stopping_) return;
+      if (wanted_loras(*live_.front()) != applied_loras_) return;
+      frame = live_.front();
+      live_.pop_front();
+      frame->state = Job::State::running;
+      frame->started = wall_seconds();
+    }
+    run_job(frame);
+  }
+}
+
+std::vector<LoraSpec> Worker::wanted_loras(const Job& job) const {
+  std::vector<LoraSpec> want = options_.base_loras;
+  want.insert(want.end(), job.loras.begin(), job.loras.end());
+  return want;
 }
 
 // Runs the pipeline: cached prompt embeddings, progress per step, cancellation between steps.
 void Worker::switch_loras(Job& job) {
-  std::vector<LoraSpec> want = options_.base_loras;
-  want.insert(want.end(), job.loras.begin(), job.loras.end());
+  const std::vector<LoraSpec> want = wanted_loras(job);
   if (want == applied_loras_) return;
   PipelineComponents& c = pipeline_->components;
   // Fused in the same order as `generate --lora ... --lora ...` fuses them, so the images are the same.
@@ -220,6 +251,11 @@ void Worker::execute(Job& job) {
         prompts_.get(*pipeline_, job.params.negative_prompt, negative);
   }
   job.steps = o.steps;
+  if (job.live_session.empty())
+    o.pause_point = [&] {
+      if (job.cancel_requested) throw Cancelled{};
+      run_live_frames();
+    };
   const GenerateResult r = pipeline_->generate(o, [&](const std::string& stage, double) {
     if (job.cancel_requested) throw Cancelled{};
     if (stage.rfind("step", 0) == 0) {
@@ -237,10 +273,11 @@ void Worker::finish(const std::shared_ptr<Job>& job, Job::State state) {
   std::lock_guard<std::mutex> lock(mutex_);
   job->state = state;
   job->finished = wall_seconds();
-  running_.reset();
+  if (running_ == job) running_.reset();  // a live frame run inside a job leaves the job running
   release_inputs(*job);
   if (!job->live_session.empty() || !job->keep_for_polling) jobs_.erase(job->id);  // answered, never polled
   (state == Job::State::done ? done_count_ : failed_count_) += state == Job::State::cancelled ? 0 : 1;
+  forget_old_jobs();
   done_.notify_all();
 }
 
@@ -252,21 +289,32 @@ void Worker::release_inputs(Job& job) {
     if (!source->empty()) *source = "(inline image)";
 }
 
-// Finished jobs are kept for polling, up to a count and an age.
+// Finished jobs are kept for polling up to a count, an age and a total size of their images; the oldest go first.
 void Worker::forget_old_jobs() {
   const double now = wall_seconds();
-  size_t finished = 0;
-  for (const auto& [id, job] : jobs_) finished += job->finished > 0;
-  for (auto it = jobs_.begin(); it != jobs_.end();) {
-    const Job& j = *it->second;
-    const bool old = j.finished > 0 && (now - j.finished > options_.history_seconds || finished > options_.history_limit);
-    if (old) {
-      --finished;
-      it = jobs_.erase(it);
-    } else {
-      ++it;
+  std::vector<std::shared_ptr<Job>> finished;
+  size_t bytes = 0;
+  for (const auto& [id, job] : jobs_)
+    if (job->finished > 0) {
+      finished.push_back(job);
+      bytes += result_bytes(*job);
     }
+  std::sort(finished.begin(), finished.end(), [](const auto& a, const auto& b) { return a->finished < b->finished; });
+  size_t kept = finished.size();
+  for (const auto& job : finished) {
+    const bool over = now - job->finished > options_.history_seconds || kept > options_.history_limit ||
+                      bytes > options_.history_bytes;
+    if (!over) break;
+    bytes -= result_bytes(*job);
+    --kept;
+    jobs_.erase(job->id);
   }
+}
+
+size_t Worker::result_bytes(const Job& job) {
+  size_t n = 0;
+  for (const at::Tensor& image : job.images) n += image.nbytes();
+  return n;
 }
 
 }  // namespace sana::server

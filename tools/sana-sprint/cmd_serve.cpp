@@ -19,10 +19,12 @@ struct ServeCommand {
   GenerationParams params;
   std::unique_ptr<GenerationFlags> flags;
   server::ServerOptions options;
+  int64_t results_mb = 1024;
 };
 
 int run_serve(ServeCommand& c) {
   GenerationParams& p = c.params;
+  c.options.results_bytes = static_cast<size_t>(c.results_mb) << 20;
   p.prompt = "(each request's)";  // validated per request
   prepare_generation(p, *c.flags);
   p.prompt.clear();
@@ -78,6 +80,9 @@ Subcommand add_serve(CLI::App& app) {
   cmd->add_option("--cors", o.cors, "origins allowed to call from other pages (repeat, or *)");
   cmd->add_option("--queue", o.queue, "queued jobs before requests get 429")->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--results-mb", c->results_mb,
+                  "async results kept for polling take at most this many MiB (the oldest are forgotten first)")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--max-images", o.max_images, "images per request at most")->capture_default_str()
       ->check(CLI::Range(1, GenerationLimits::max_batch_count));
   cmd->add_option("--max-side", o.max_side, "width and height at most")->capture_default_str()

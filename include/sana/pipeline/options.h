@@ -58,6 +58,11 @@ struct GenerateOptions {
 
   // Keep every step's model input, timestep, output and ControlNet residuals in the result (checks, debugging).
   bool record_steps = false;
+
+  // Called where the call can pause without changing its result: before each denoising step and before the decode.
+  // The server runs waiting live frames here, so a live frame waits for at most one step of a long job; it may also
+  // throw to stop the call (cancellation).
+  std::function<void()> pause_point;
 };
 
 // What one call produced, with the intermediates the reference fixtures record.

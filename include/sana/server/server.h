@@ -16,7 +16,9 @@ struct ServerOptions {
   int port = 1234;                  // 0: any free port (see Server::port())
   std::string api_key;              // non-empty: "Authorization: Bearer KEY" required on the API routes
   std::vector<std::string> cors;    // origins allowed to call from a browser page elsewhere ("*": any)
-  size_t queue = 64;                // queued jobs before 429
+  size_t queue = 64;                // queued jobs before 429 (live frames wait in a lane of their own, as many)
+  // Async results kept for polling: at most this many bytes of images (float), the oldest forgotten first.
+  size_t results_bytes = size_t{1} << 30;
   size_t max_body_bytes = 32 << 20; // larger requests: 413
   // Request limits (400 naming the limit).
   int max_images = 8, max_side = 2048, max_steps = 50;
