@@ -13,7 +13,8 @@ PACKAGES=(
   libsentencepiece-dev  # Gemma tokenizer
   sentencepiece         # spm_train, to train the shapes world's tokenizer
   libpng-dev            # PNG output
-  libjpeg62-turbo-dev   # JPEG output (the server's live frames)
+  libjpeg62-turbo-dev   # JPEG in and out (the server's live frames, clients' images)
+  libwebp-dev           # WebP in and out (clients' images, output_format webp)
   libcpp-httplib-dev    # HTTP server (sana-sprint serve) and the server tests' client
   chromium              # the live page's test in a real (headless) browser
   python3-pil python3-numpy  # the Python package's test (python/tests) and the image fixtures' scripts

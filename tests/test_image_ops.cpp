@@ -1,5 +1,6 @@
 // Image operations around the pipelines: Pillow-exact Lanczos resizing (against Pillow's own output), base64 and
 // data-URL image sources, PNG decoding errors, and Canny edges on shapes whose edges are known.
+#include <cmath>
 #include <filesystem>
 #include <regex>
 
@@ -134,8 +135,46 @@ TEST(Jpeg, DecodesAsPillowDoes) {
             std::string::npos);
   EXPECT_NE(sana::test::error_of([&] { sana::decode_jpeg(bytes.substr(0, 300), "cut.jpg"); }).find("cut.jpg is a broken"),
             std::string::npos);
-  const std::string webp("RIFF\x10\x00\x00\x00WEBPVP8 ", 16);
-  EXPECT_NE(sana::test::error_of([&] { sana::load_image_source(sana::base64_encode(webp), "control_image", false); })
-                .find("control_image: is a WebP image"),
+}
+
+// WebP input as Pillow (diffusers' load_image) decodes it: lossy, lossless (= the source exactly) and with alpha
+// (dropped); the header's size is checked before decoding; a cut file is an error naming the source.
+TEST(Webp, DecodesAsPillowDoes) {
+  const std::string dir = sana::test::project_fixture("webp_pillow") + "/";
+  for (const std::string name : {"lossy", "lossless", "alpha"}) {
+    SCOPED_TRACE(name);
+    const std::string bytes = sana::read_text_file(dir + name + ".webp");
+    ASSERT_TRUE(sana::is_webp(bytes));
+    const at::Tensor ours = sana::decode_webp(bytes, name);
+    const at::Tensor pillow = sana::load_png(dir + name + ".decoded.png");
+    ASSERT_EQ(ours.sizes(), pillow.sizes());
+    EXPECT_LE((ours - pillow).abs().max().item<float>() * 255, 0.5f);
+    const at::Tensor via_source =
+        sana::load_image_source("data:image/webp;base64," + sana::base64_encode(bytes), "init_image", false);
+    EXPECT_TRUE(at::equal(via_source, ours));
+  }
+  EXPECT_TRUE(at::equal(sana::decode_webp(sana::read_text_file(dir + "lossless.webp"), "lossless"),
+                        sana::load_png(dir + "source.png")));
+  const std::string bytes = sana::read_text_file(dir + "lossy.webp");
+  EXPECT_NE(sana::test::error_of([&] { sana::decode_webp(bytes, "x.webp", 40); }).find("x.webp is 41x29, more than the limit of 40"),
             std::string::npos);
+  EXPECT_NE(sana::test::error_of([&] { sana::load_image_source(sana::base64_encode(bytes.substr(0, 60)), "control_image", false); })
+                .find("control_image: is a broken"),
+            std::string::npos);
+}
+
+// WebP output: quality 100 is lossless (the decode gives back the 8-bit image exactly); lossy stays close.
+TEST(Webp, EncodesLosslessExactlyAndLossyClose) {
+  const at::Tensor image = sana::load_png(sana::test::project_fixture("webp_pillow") + "/source.png");
+  const std::string lossless = sana::encode_webp(image, 100);
+  ASSERT_TRUE(sana::is_webp(lossless));
+  EXPECT_TRUE(at::equal(sana::decode_webp(lossless, "lossless"), image));
+  const auto psnr = [&](int quality) {
+    const at::Tensor lossy = sana::decode_webp(sana::encode_webp(image, quality), "lossy");
+    return -10 * std::log10((lossy - image).pow(2).mean().item<double>());
+  };
+  // The source carries +-15 of pixel noise, which 4:2:0 lossy coding mostly drops: ~27 dB at quality 90.
+  EXPECT_GT(psnr(90), 25.0);
+  EXPECT_GT(psnr(90), psnr(10) + 3) << "quality changes nothing";
+  EXPECT_NE(sana::test::error_of([&] { sana::encode_webp(image, 101); }).find("webp quality"), std::string::npos);
 }

@@ -238,7 +238,8 @@ TEST(Server, ClientsWithoutASeedGetANewOneEachTime) {
   EXPECT_EQ(status, 200) << r.dump();
 }
 
-// OpenAI's size "auto" is the model's own size; output_format "jpeg" returns JPEG bytes (it was ignored: PNG).
+// OpenAI's size "auto" is the model's own size; output_format "jpeg" returns JPEG bytes (it was ignored: PNG), "webp"
+// WebP bytes at output_compression's quality.
 TEST(Server, OpenAISizeAutoAndJpegOutput) {
   LiveServer s;
   auto c = s.client();
@@ -252,6 +253,22 @@ TEST(Server, OpenAISizeAutoAndJpegOutput) {
   const std::string bytes = sana::base64_decode(r["data"][0]["b64_json"].get<std::string>(), "test");
   ASSERT_GE(bytes.size(), 3u);
   EXPECT_EQ(bytes.substr(0, 3), std::string("\xFF\xD8\xFF"));  // the JPEG start-of-image marker
+  // WebP: output_compression 100 is lossless, so the image equals the PNG answer's pixels; 90 stays close.
+  const json png = post_json(c, "/v1/images/generations", {{"prompt", "a red square"}, {"seed", 1}}, &status);
+  ASSERT_EQ(status, 200);
+  const at::Tensor want = decode_b64(png["data"][0]["b64_json"]);
+  for (const int quality : {100, 90}) {
+    const json w = post_json(c, "/v1/images/generations",
+                             {{"prompt", "a red square"}, {"seed", 1}, {"output_format", "webp"}, {"output_compression", quality}},
+                             &status);
+    ASSERT_EQ(status, 200) << w.dump();
+    EXPECT_EQ(w["output_format"], "webp");
+    const std::string webp = sana::base64_decode(w["data"][0]["b64_json"].get<std::string>(), "test");
+    ASSERT_TRUE(sana::is_webp(webp));
+    const at::Tensor got = sana::decode_webp(webp, "answer");
+    if (quality == 100) EXPECT_TRUE(at::equal(got, want));
+    else EXPECT_LT((got - want).abs().mean().item<float>(), 0.03f);
+  }
 }
 
 // A synchronous request's job is forgotten once it finishes (its images live until the answer is sent); an async
@@ -430,8 +447,10 @@ TEST(Server, BadRequestsGetTheirStatusAndTheServerGoesOn) {
        "n: 2 images of 2048x2048 are 8388608 pixels, more than this server's limit of 4194304 per request"},
       // Wrongly typed fields the routes read themselves: 400 naming the field (were 500s with the JSON library's text).
       {"/v1/images/generations", R"({"prompt": "x", "response_format": 5})", 400, "response_format: must be a string"},
-      {"/v1/images/generations", R"({"prompt": "x", "output_format": "webp"})", 400,
-       "output_format: must be \"png\" or \"jpeg\""},
+      {"/v1/images/generations", R"({"prompt": "x", "output_format": "gif"})", 400,
+       "output_format: must be \"png\", \"jpeg\" or \"webp\""},
+      {"/v1/images/generations", R"({"prompt": "x", "output_format": "webp", "output_compression": 101})", 400,
+       "output_compression: must be an integer from 0 to 100"},
       {"/sdapi/v1/txt2img", R"({"prompt": "x", "alwayson_scripts": {"controlnet": {"args": [{"enabled": "yes"}]}}})",
        400, "enabled: must be true or false"},
       {"/sdapi/v1/txt2img", R"({"prompt": "x", "alwayson_scripts": {"controlnet": {"args": [{"module": 7}]}}})", 400,

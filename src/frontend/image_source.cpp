@@ -82,8 +82,7 @@ at::Tensor load_image_source(const std::string& source, const std::string& field
   const std::string bytes = image_source_bytes(source, field, allow_files);
   try {
     if (is_jpeg(bytes)) return decode_jpeg(bytes, field, max_side);
-    if (bytes.size() >= 12 && bytes.compare(0, 4, "RIFF") == 0 && bytes.compare(8, 4, "WEBP") == 0)
-      throw ParamError(field, "is a WebP image, which this build cannot read: send a PNG or a JPEG");
+    if (is_webp(bytes)) return decode_webp(bytes, field, max_side);
     return decode_png(bytes, field, nullptr, max_side);
   } catch (const ParamError&) {
     throw;

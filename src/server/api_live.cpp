@@ -34,7 +34,7 @@ void live(Context& ctx, FrameClock& clock, const httplib::Request& req, httplib:
     throw ParamError("session", "is required: a string naming the drawing session");
   if (!body.contains("frame") || !body["frame"].is_number_integer()) throw ParamError("frame", "must be an integer");
   const std::string format = string_field(body, "format", "jpeg");
-  if (format != "jpeg" && format != "png") throw ParamError("format", "must be jpeg or png");
+  if (format != "jpeg" && format != "png" && format != "webp") throw ParamError("format", "must be jpeg, png or webp");
   json fields = json::object();
   for (const char* key : {"prompt", "seed", "steps", "guidance", "control_scale", "control_preprocess", "width", "height"})
     if (body.contains(key)) fields[key] = body[key];
@@ -58,7 +58,7 @@ void live(Context& ctx, FrameClock& clock, const httplib::Request& req, httplib:
   res.set_header("X-Decoder", tiny ? "tiny" : "full");
   res.set_header("Cache-Control", "no-store");
   res.status = 200;
-  res.set_content(bytes, format == "png" ? "image/png" : "image/jpeg");
+  res.set_content(bytes, "image/" + format);
 }
 
 }  // namespace

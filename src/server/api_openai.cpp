@@ -38,13 +38,21 @@ void generate(Context& ctx, const json& body, httplib::Response& res) {
                                         "\"b64_json\" (the default)");
   if (format != "b64_json") throw ParamError("response_format", "must be \"b64_json\", got \"" + format + "\"");
   const std::string output_format = string_field(body, "output_format", "png");
-  if (output_format != "png" && output_format != "jpeg")
-    throw ParamError("output_format", "must be \"png\" or \"jpeg\", got \"" + output_format + "\"");
+  if (output_format != "png" && output_format != "jpeg" && output_format != "webp")
+    throw ParamError("output_format", "must be \"png\", \"jpeg\" or \"webp\", got \"" + output_format + "\"");
+  // OpenAI's output_compression (jpeg and webp): the encoder's quality, 0..100 (webp 100: lossless). 90 unless given.
+  int quality = 90;
+  if (body.contains("output_compression")) {
+    const json& q = body["output_compression"];
+    if (!q.is_number_integer() || q.get<int64_t>() < 0 || q.get<int64_t>() > 100)
+      throw ParamError("output_compression", "must be an integer from 0 to 100");
+    quality = q.get<int>();
+  }
   const auto job = prepare_job(ctx, generation_fields(body), kSpelling);
   run_job(ctx, job);
   json data = json::array();
   for (size_t i = 0; i < job->images.size(); ++i)
-    data.push_back({{"b64_json", base64_encode(job_image(*job, i, output_format))}, {"revised_prompt", job->params.prompt}});
+    data.push_back({{"b64_json", base64_encode(job_image(*job, i, output_format, quality))}, {"revised_prompt", job->params.prompt}});
   reply_json(res, 200,
              {{"created", static_cast<int64_t>(job->finished)},
               {"data", data},

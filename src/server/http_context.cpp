@@ -213,8 +213,9 @@ void run_job(Context& ctx, const std::shared_ptr<Job>& job) {
   }
 }
 
-std::string job_image(const Job& job, size_t i, const std::string& format) {
-  if (format == "jpeg") return encode_jpeg(job.images.at(i), 90);
+std::string job_image(const Job& job, size_t i, const std::string& format, int quality) {
+  if (format == "jpeg") return encode_jpeg(job.images.at(i), std::max(quality, 1));
+  if (format == "webp") return encode_webp(job.images.at(i), quality);
   return encode_png(job.images.at(i), {{"parameters", png_parameters(job.params, job.sampler, job.timesteps,
                                                                      static_cast<int64_t>(i), "sana-sprint serve")}});
 }

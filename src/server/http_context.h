@@ -65,9 +65,9 @@ std::vector<LoraSpec> request_loras(const Context& ctx, GenerationParams& params
 // cancelled or superseded.
 void run_job(Context& ctx, const std::shared_ptr<Job>& job);
 
-// Image i of a finished job as a file's bytes: "png" (with the parameters text chunk, as `generate` writes it) or
-// "jpeg" (quality 90); and the PNG as base64.
-std::string job_image(const Job& job, size_t i, const std::string& format);
+// Image i of a finished job as a file's bytes: "png" (with the parameters text chunk, as `generate` writes it),
+// "jpeg" or "webp" at `quality` (0..100; for webp 100 is lossless); and the PNG as base64.
+std::string job_image(const Job& job, size_t i, const std::string& format, int quality = 90);
 std::string job_png_base64(const Job& job, size_t i);
 
 void add_openai_routes(httplib::Server& server, Context& ctx);

@@ -67,7 +67,7 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
                                    "flow teachers: euler | dpm++2m (default: the folder's scheduler)"));
   if (want("control_image"))
     add("control_image", app->add_option("--control-image", p.control_image,
-                                         "ControlNet: the control PNG or JPEG (white scribbles on black; resized to the output "
+                                         "ControlNet: the control PNG, JPEG or WebP (white scribbles on black; resized to the output "
                                          "size)"));
   if (want("control_scale"))
     add("control_scale", app->add_option("--control-scale", p.control_scale, "ControlNet: factor on its residuals")
@@ -109,7 +109,7 @@ GenerationFlags::GenerationFlags(CLI::App* app, GenerationParams& p, const Field
                         "--quantize leaves layers with fewer weights as they are (0: every matrix layer)")
             ->capture_default_str());
   if (want("init_image"))
-    add("init_image", app->add_option("--init-image", p.init_image, "img2img (Sprint models): the init PNG or JPEG"));
+    add("init_image", app->add_option("--init-image", p.init_image, "img2img (Sprint models): the init PNG, JPEG or WebP"));
   if (want("strength"))
     add("strength", app->add_option("--strength", p.strength,
                                     "img2img: share of the schedule to run, in whole steps (skips int(steps - steps x strength))")

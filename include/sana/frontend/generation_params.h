@@ -40,7 +40,7 @@ struct GenerationParams {
   bool vae_tiling = false;
   std::string sampler;          // flow teachers: "" (the folder's scheduler) | euler | dpm++2m
   std::string device = "cpu", dtype = "fp32";  // dtype: fp32 | bf16 | fp16 | auto (per stage, the faster)
-  // ControlNet: the control image (a PNG or JPEG path on the command line, inline data in JSON APIs), how to prepare it, the
+  // ControlNet: the control image (a PNG, JPEG or WebP path on the command line, inline data in JSON APIs), how to prepare it, the
   // factor on its residuals, and a SanaControlNetModel folder to attach to a model that has none.
   std::string control_image;
   std::string control_preprocess = "none";  // none | invert (black strokes on white -> white on black) | canny

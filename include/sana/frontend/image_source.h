@@ -1,5 +1,5 @@
 #pragma once
-// Images that front ends receive (PNG or JPEG): a file path on the command line, inline data in JSON APIs (a data URL
+// Images that front ends receive (PNG, JPEG or WebP): a file path on the command line, inline data in JSON APIs (a data URL
 // "data:image/png;base64,..." or bare base64, as OpenAI and Automatic1111 clients send them).
 #include <ATen/ATen.h>
 

@@ -1,5 +1,5 @@
 #pragma once
-// PNG in and out (libpng): 8-bit RGB with text chunks (e.g. the generation parameters under "parameters"), as files
+// PNG in and out (libpng), JPEG (libjpeg-turbo) and WebP (libwebp): 8-bit RGB with text chunks (e.g. the generation parameters under "parameters"), as files
 // or as bytes in memory (the server's base64 images).
 #include <ATen/ATen.h>
 
@@ -29,6 +29,14 @@ bool is_jpeg(const std::string& bytes);
 // in [0, 1], decoded by libjpeg(-turbo) with its defaults, as Pillow decodes it. Sides over `max_side` are refused
 // from the header, before any pixel memory is taken; errors name `what`.
 at::Tensor decode_jpeg(const std::string& bytes, const std::string& what, int max_side = kMaxImageSide);
+
+// The WebP file's bytes (libwebp) for image [3, H, W] in [0, 1]: lossy at `quality` 0..99, lossless at 100.
+std::string encode_webp(const at::Tensor& image, int quality = 90);
+// Whether the bytes start as a WebP file does ("RIFF" ... "WEBP").
+bool is_webp(const std::string& bytes);
+// A still WebP (lossy or lossless; alpha dropped; an animation's first frame) as [3, H, W] float in [0, 1], decoded by
+// libwebp as Pillow decodes it. Sides over `max_side` are refused from the header; errors name `what`.
+at::Tensor decode_webp(const std::string& bytes, const std::string& what, int max_side = kMaxImageSide);
 
 // An 8-bit PNG (gray, RGB or RGBA; alpha dropped; 16-bit stripped) as [3, H, W] float in [0, 1], plus its text
 // chunks. `what` names the source in errors ("control_image", a path). A side over `max_side` is refused from the
