@@ -5,8 +5,8 @@
 //   1. throughput: K concurrent clients x M OpenAI requests -> images/s, p50/p95 latency, RSS before and after;
 //   2. live: one session drawing (one frame in flight, the canvas changed each frame) -> p50/p95 per frame, end to
 //      end as the page sees it and as the server reports it (X-Latency-Ms);
-//   3. soak: N mixed good and bad requests from K clients -> failed good requests, wrong answers to bad ones, the
-//      server alive, RSS growth after warm-up;
+//   3. soak: N mixed requests from K clients (sizes up to 512^2, 1-4 images, live frames, async jobs cancelled, bad
+//      requests) -> failed good requests, wrong answers to bad ones, the server alive, RSS growth after warm-up;
 //   4. LoRA soak: L requests cycling through two per-request LoRAs (prompt tags) and none -> images that differ from
 //      the library's with the same LoRAs fused, RSS growth after warm-up.
 //
@@ -152,49 +152,103 @@ void live(int port, int frames, int canvas, bool control) {
               percentile(server_ms, 0.95), failed, rss_mib());
 }
 
-// Request i of the soak: {method, path, body, expected status}.
+// Request i of the soak: {method, path, body, the statuses that are right}. Good generations cycle through sizes up to
+// 512^2 and 1-4 images; live frames come from one session per client (200, or 409 when overtaken); "cancel" submits
+// an async job and cancels it at once.
 struct Probe {
   std::string method, path, body;
-  int status;
+  std::vector<int> right;
+  bool good() const { return right.front() == 200 || right.front() == 202; }
 };
 
-Probe soak_probe(int i) {
-  switch (i % 10) {
-    case 0: return {"POST", "/v1/images/generations", R"({"prompt": "a red square", "seed": )" + std::to_string(i) + "}", 200};
-    case 1: return {"GET", "/health", "", 200};
-    case 2: return {"POST", "/v1/images/generations", "{broken", 400};
-    case 3: return {"POST", "/v1/images/generations", R"({"prompt": "x", "size": "60x60"})", 400};
-    case 4: return {"POST", "/sdapi/v1/img2img", R"({"prompt": "x", "steps": 4, "init_images": ["@@@"]})", 400};
-    case 5: return {"GET", "/sdapi/v1/samplers", "", 200};
-    case 6: return {"POST", "/sdapi/v1/txt2img", R"({"prompt": "a blue star", "seed": )" + std::to_string(i) + "}", 200};
-    case 7: return {"GET", "/no/such/route", "", 404};
-    case 8: return {"POST", "/v1/images/generations", R"({"prompt": "x", "n": "many"})", 400};
-    default: return {"GET", "/v1/models", "", 200};
+Probe soak_probe(int i, int client_id, bool control) {
+  const int side = 64 * (1 + (i / 13) % 8), n = 1 + (i / 7) % 4;  // 64..512, 1..4
+  const std::string size = std::to_string(side) + "x" + std::to_string(side);
+  const std::string seed = std::to_string(i);
+  switch (i % 13) {
+    case 0: return {"POST", "/v1/images/generations", R"({"prompt": "a red square", "seed": )" + seed + R"(, "size": ")" + size + R"(", "n": )" + std::to_string(n) + "}", {200}};
+    case 1: return {"GET", "/health", "", {200}};
+    case 2: return {"POST", "/v1/images/generations", "{broken", {400}};
+    case 3: return {"POST", "/v1/images/generations", R"({"prompt": "x", "size": "60x60"})", {400}};
+    case 4: return {"POST", "/sdapi/v1/img2img", R"({"prompt": "x", "steps": 4, "init_images": ["@@@"]})", {400}};
+    case 5: return {"GET", "/sprint/v1/jobs", "", {200}};
+    case 6: return {"POST", "/sdapi/v1/txt2img", R"({"prompt": "a blue star", "seed": )" + seed + R"(, "width": )" + std::to_string(side) + R"(, "height": 64, "batch_size": )" + std::to_string(n) + "}", {200}};
+    case 7: return {"GET", "/no/such/route", "", {404}};
+    case 8: return {"POST", "/v1/images/generations", R"({"prompt": "x", "n": "many"})", {400}};
+    case 9: {
+      json frame = {{"session", "soak" + std::to_string(client_id)}, {"frame", i}, {"prompt", "a red circle"},
+                    {"steps", 1}, {"preview", i % 2 == 0}};
+      if (control) frame["image"] = canvas_frame(i, 256);
+      return {"POST", "/sprint/v1/live", frame.dump(), {200, 409}};
+    }
+    case 10: return {"CANCEL", "/sprint/v1/jobs", R"({"prompt": "four yellow circles", "steps": 4, "width": )" + std::to_string(side) + R"(, "height": )" + std::to_string(side) + "}", {200}};
+    case 11: return {"POST", "/v1/images/generations", R"({"prompt": "x", "size": "4096x4096"})", {400}};
+    default: return {"GET", "/v1/models", "", {200}};
   }
 }
 
-void soak(int port, int clients, int total) {
-  std::atomic<int> next{0}, good_failed{0}, bad_wrong{0}, done{0};
-  double rss_after_warmup = 0;
-  std::vector<std::thread> threads;
-  for (int k = 0; k < clients; ++k)
-    threads.emplace_back([&] {
-      auto c = client(port);
-      for (int i = next++; i < total; i = next++) {
-        const Probe p = soak_probe(i);
-        const auto r = p.method == "GET" ? c.Get(p.path.c_str()) : c.Post(p.path.c_str(), p.body, "application/json");
-        const bool right = r && r->status == p.status;
-        if (!right) ++(p.status == 200 ? good_failed : bad_wrong);
-        if (++done == total / 10) rss_after_warmup = rss_mib();
-      }
-    });
-  for (auto& t : threads) t.join();
+// Submits an async job and cancels it at once: the cancel answers 200 (cancelled, or already finished).
+httplib::Result submit_and_cancel(httplib::Client& c, const Probe& p) {
+  auto r = c.Post(p.path.c_str(), p.body, "application/json");
+  if (!r || r->status != 202) return r;
+  const std::string id = json::parse(r->body)["id"];
+  return c.Delete(("/sprint/v1/jobs/" + id).c_str());
+}
+
+// RSS once the server is idle (nothing queued or running), when memory the jobs freed has been handed back.
+double idle_rss_mib(int port) {
+  auto c = client(port);
+  for (int i = 0; i < 600; ++i) {
+    const auto h = c.Get("/health");
+    if (h && h->status == 200) {
+      const json j = json::parse(h->body);
+      if (j["queued"] == 0 && j["live_waiting"] == 0 && j["running"] == false) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  return rss_mib();
+}
+
+// The soak runs in two parts: a warm-up (a tenth of the requests, at least two rounds of every size), then the rest;
+// RSS is read when the server is idle after each, so the growth is what the requests left behind.
+void soak(int port, int clients, int total, bool control) {
+  std::atomic<int> good_failed{0}, bad_wrong{0}, images{0};
+  const auto run = [&](int from, int to) {
+    std::atomic<int> next{from};
+    std::vector<std::thread> threads;
+    for (int k = 0; k < clients; ++k)
+      threads.emplace_back([&, k] {
+        auto c = client(port);
+        for (int i = next++; i < to; i = next++) {
+          const Probe p = soak_probe(i, k, control);
+          const auto r = p.method == "GET"      ? c.Get(p.path.c_str())
+                         : p.method == "CANCEL" ? submit_and_cancel(c, p)
+                                                : c.Post(p.path.c_str(), p.body, "application/json");
+          const bool right = r && std::find(p.right.begin(), p.right.end(), r->status) != p.right.end();
+          if (!right) {
+            ++(p.good() ? good_failed : bad_wrong);
+            std::fprintf(stderr, "soak: request %d %s %s -> %d %s\n", i, p.method.c_str(), p.path.c_str(),
+                         r ? r->status : 0, r ? r->body.substr(0, 200).c_str() : "(no answer)");
+          }
+          if (right && r->status == 200 && (i % 13 == 0 || i % 13 == 6)) images += 1 + (i / 7) % 4;
+        }
+      });
+    for (auto& t : threads) t.join();
+  };
+  const double t0 = bench::now_seconds();
+  const int warm = std::min(total, std::max(total / 10, 2 * 13 * 8));
+  run(0, warm);
+  const double rss_warm = idle_rss_mib(port);
+  run(warm, total);
+  const double rss_end = idle_rss_mib(port);
   auto c = client(port);
   const auto health = c.Get("/health");
-  std::printf("soak: %d mixed requests from %d clients: failed good requests %d, wrong answers to bad ones %d, "
-              "server %s; RSS after warm-up %.0f MiB, at the end %.0f MiB (growth %+.1f MiB)\n",
-              total, clients, good_failed.load(), bad_wrong.load(), health && health->status == 200 ? "alive" : "DOWN",
-              rss_after_warmup, rss_mib(), rss_mib() - rss_after_warmup);
+  std::printf("soak: %d mixed requests from %d clients in %.0f s (%d images of 64^2..512^2, 1-4 per request, live "
+              "frames, async jobs cancelled, bad requests): failed good requests %d, wrong answers to bad ones %d, "
+              "server %s; idle RSS after %d warm-up requests %.0f MiB, at the end %.0f MiB (growth %+.1f MiB)\n",
+              total, clients, bench::now_seconds() - t0, images.load(), good_failed.load(), bad_wrong.load(),
+              health && health->status == 200 ? "alive" : "DOWN", warm, rss_warm, rss_end, rss_end - rss_warm);
 }
 
 // Two random rank-8 LoRAs on every self-attention query of `pipe`'s transformer, written to `dir` as a.safetensors
@@ -294,7 +348,7 @@ int main(int argc, char** argv) {
     }
     throughput(srv.port(), clients, requests);
     live(srv.port(), frames, canvas, control);
-    if (soak_total > 0) soak(srv.port(), clients, soak_total);
+    if (soak_total > 0) soak(srv.port(), clients, soak_total, control);
     srv.stop();
     serving.join();
     if (lora_total > 0) {

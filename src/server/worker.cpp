@@ -3,6 +3,10 @@
 
 #include <c10/core/InferenceMode.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <random>
@@ -14,6 +18,15 @@ namespace {
 
 // Thrown from the progress callback to stop a job between steps.
 struct Cancelled {};
+
+// Hands the memory freed by finished jobs back to the system. glibc keeps freed blocks in its arenas (and raises its
+// mmap threshold after large frees, so later large tensors come from those arenas too): without this a server's RSS
+// stays at the high-water mark of the largest requests it ever ran (a soak of mixed sizes ended at 2.6 GB).
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
 
 }  // namespace
 
@@ -171,6 +184,12 @@ void Worker::run() {
       running_ = job;
     }
     run_job(job);
+    bool idle;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      idle = queue_.empty() && live_.empty();
+    }
+    if (idle) release_free_memory();  // not between queued jobs: they would only take it again
   }
 }
 
