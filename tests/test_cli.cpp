@@ -132,6 +132,8 @@ TEST(Cli, ClearOneLineErrors) {
       {"generate" + m + " -p x --steps ''", "--steps: expected a 64-bit integer, got an empty value"},
       {"generate" + m + " -p x --steps 1e3", "--steps: expected a 64-bit integer, got '1e3'"},
       {"train-controlnet --base /b --cache /c -o /tmp/x --steps ''", "--steps: expected"},
+      {"train-lora --objective distill --base /b --cache /c -o /tmp/x --steps 1", "--objective distill needs --teacher"},
+      {"train-lora --objective sprint --base /b --cache /c -o /tmp/x --steps 1", "--objective must be flow or distill"},
       // serve's limits, refused before the model loads (they were replaced silently).
       {"serve --port 65536", "--port"},
       {"serve --port ''", "--port: expected a 64-bit integer, got an empty value"},

@@ -423,6 +423,72 @@ TEST_F(TinyWorld, LoraLearnsTheFlowLossResumesExactlyAndLoadsAsALoraFile) {
             std::string::npos);
 }
 
+// train-lora --objective distill: LoRA adapters on a frozen Sprint student, distilled (sCM + LADD) from the teacher
+// with its own LoRA fused. A resumed run logs what an uninterrupted one logs; the file holds only the adapters, in
+// diffusers' PEFT names, and loads through --lora's path; the teacher's LoRA is in effect (it changes the sCM loss of
+// the same draws); trained, the student's LoRA brings its TrigFlow F toward the teacher-with-LoRA's.
+TEST_F(TinyWorld, SprintLoraDistilsFromTheTeacherWithItsLora) {
+  sana::LoraTrainOptions flow;
+  flow.base = path("teacher"), flow.cache = path("cache");
+  auto fo = train_options("lora_teacher", 30);
+  fo.lr = 1e-2, fo.ema_decay = 0, fo.sample_every = -1;
+  sana::train_lora(flow, fo);
+  const std::string teacher_lora = path("lora_teacher/pytorch_lora_weights.safetensors");
+  sana::distill(distill_options(), train_options("lora_student_base", 0));
+
+  const auto options = [&](const std::string& loss, bool with_teacher_lora) {
+    auto d = distill_options();
+    d.loss = loss;
+    d.student = path("lora_student_base");
+    d.lora_rank = 4;
+    if (with_teacher_lora) d.teacher_loras = {teacher_lora};
+    return d;
+  };
+  sana::distill(options("hybrid", true), train_options("lora_sprint_full", 6));
+  auto o = train_options("lora_sprint_resumed", 3);
+  sana::distill(options("hybrid", true), o);
+  o.steps = 6, o.resume = true;
+  sana::distill(options("hybrid", true), o);
+  for (const char* key : {"loss_scm", "loss_adv", "loss_d"})
+    EXPECT_EQ(logged(path("lora_sprint_full/training/log.jsonl"), key),
+              logged(path("lora_sprint_resumed/training/log.jsonl"), key)) << key;
+  // Only the adapters are exported, named as diffusers writes them.
+  const auto file = sana::Checkpoint::open(path("lora_sprint_full/pytorch_lora_weights.safetensors"));
+  const auto cfg = sana::load_sana_transformer_config(path("lora_student_base/transformer/config.json"));
+  EXPECT_EQ(file.names().size(), static_cast<size_t>(cfg.num_layers * 2 * 3 * 2));
+  for (const auto& name : file.names()) EXPECT_NE(name.find(".lora_"), std::string::npos) << name;
+  // The teacher's LoRA changes the target: the first sCM loss of the same draws differs without it.
+  sana::distill(options("scm", false), train_options("lora_sprint_plain", 1));
+  sana::distill(options("scm", true), train_options("lora_sprint_target", 1));
+  EXPECT_NE(logged(path("lora_sprint_plain/training/log.jsonl"), "loss_scm"),
+            logged(path("lora_sprint_target/training/log.jsonl"), "loss_scm"));
+
+  // Trained (sCM, a high rate), the student's LoRA moves its F toward the teacher-with-LoRA's at fixed draws.
+  auto fit = train_options("lora_sprint_fit", 40);
+  fit.lr = 1e-2, fit.ema_decay = 0, fit.sample_every = -1, fit.checkpoint_every = 1000;
+  sana::distill(options("scm", true), fit);
+  auto teacher = sana::SanaPipeline::from_pretrained(path("teacher"), at::kCPU, at::kFloat);
+  teacher.components.apply_lora({teacher_lora, 1.0});
+  auto student = sana::SanaSprintPipeline::from_pretrained(path("lora_student_base"), at::kCPU, at::kFloat);
+  const auto cache = sana::LatentCache::open(path("cache"));
+  c10::InferenceMode guard;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  const at::Tensor x = at::randn({4, 4, 4, 4}, gen), t = at::tensor({0.2f, 0.7f, 1.1f, 1.5f});
+  sana::SanaTransformerInputs cond;
+  cond.encoder_hidden_states = cache.prompt_embeds.narrow(0, 0, 4);
+  cond.encoder_attention_mask = cache.prompt_attention_mask.narrow(0, 0, 4);
+  const at::Tensor target = sana::SanaTrigFlow(teacher.components.transformer).forward(x, t, cond);
+  cond.guidance = at::full({4}, 0.45);
+  const auto distance = [&] {
+    return (sana::SanaTrigFlow(student.components.transformer).forward(x, t, cond) - target).pow(2).mean().item<double>();
+  };
+  const double before = distance();
+  student.components.apply_lora({path("lora_sprint_fit/pytorch_lora_weights.safetensors"), 1.0});
+  const double after = distance();
+  EXPECT_LT(after, before / 4) << "mean squared distance to the teacher-with-LoRA's F: without the LoRA " << before
+                           << ", with it " << after;
+}
+
 TEST_F(TinyWorld, StudentStartsAsTheTeacherAndExportsALoadableSprintPipeline) {
   auto o = train_options("student0", 0);
   auto d = distill_options();

@@ -8,9 +8,11 @@
 //  * D: hinge loss on real latents vs the student's x0 (no grad) and misaligned real pairs (latents rolled by one
 //    along the batch, with the original prompts) as fakes.
 // --loss scm drops the discriminator (every iteration is a G step); --loss ladd drops L_sCM.
-// ControlNet mode (DistillOptions::teacher_controlnet): the teacher runs with its ControlNet, the student is a finished
-// Sprint model with a ControlNet started from the teacher's; the same losses train only that ControlNet (and the
-// adaptive-weight head), each network seeing the batch's control latents.
+// What trains is a TrainedPart: the whole student (plain distillation); in ControlNet mode
+// (DistillOptions::teacher_controlnet) the ControlNet of a finished Sprint model, started from the teacher's, with the
+// teacher running with its own ControlNet and each network seeing the batch's control latents; in LoRA mode
+// (DistillOptions::lora_rank) LoRA adapters on a finished Sprint model, with the teacher running with its LoRA fused.
+// The same losses train the part (and the adaptive-weight head) in each mode.
 #include <ATen/core/grad_mode.h>
 #include <cmath>
 #include <filesystem>
@@ -26,6 +28,7 @@
 #include "sana/train/scm_loss.h"
 #include "train/distill_models.h"
 #include "train/export.h"
+#include "train/lora_adapters.h"
 #include "train/training_run.h"
 
 namespace fs = std::filesystem;
@@ -52,6 +55,17 @@ struct Draws {
   at::Tensor t_d_mis, z_d_mis;     // misaligned real pairs
 };
 
+// What a distillation trains and exports: the whole student, the student's ControlNet, or LoRA adapters on a frozen
+// student. `params` are trained by the G steps (the adaptive-weight head beside them), averaged by the EMA and written
+// by `write` into a folder (the output, or a snapshot's).
+struct TrainedPart {
+  std::string what;    // for the log
+  std::string prefix;  // of the params' names in checkpoints ("student.", "controlnet.", "")
+  NamedTensors params;
+  std::function<void(const std::string& dir)> write;
+  std::string written;  // what the note after the export says
+};
+
 class Distillation {
  public:
   Distillation(const DistillOptions& d, const TrainOptions& o);
@@ -65,8 +79,10 @@ class Distillation {
   std::vector<at::Tensor> teacher_features(const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& embeds,
                                            const at::Tensor& mask, const at::Tensor& control) const;
   void build_networks();
-  void write_result(const std::string& dir) const;
-  void export_result() const;
+  std::shared_ptr<SanaTransformer2DModel> frozen_student() const;
+  TrainedPart student_part();
+  TrainedPart controlnet_part();
+  TrainedPart lora_part();
   Values generator_step(int64_t step, const Batch& b, const Draws& r);
   Values discriminator_step(int64_t step, const Batch& b, const Draws& r, at::Generator& gen);
   void sample_grid(const std::string& path);
@@ -89,6 +105,7 @@ class Distillation {
   std::unique_ptr<Optimizer> optim_g_, optim_d_;
   std::unique_ptr<EMA> ema_;
   std::shared_ptr<AutoencoderDC> vae_;  // loaded for the first sample grid
+  TrainedPart part_;
 };
 
 void check(const DistillOptions& d) {
@@ -110,6 +127,14 @@ void check(const DistillOptions& d) {
           "--intermediate-timesteps must be in (0, " + std::to_string(d.largest_timestep) + ")");
   if (!fs::exists(fs::path(d.teacher) / "transformer" / "config.json"))
     throw Error("--teacher: " + d.teacher + " has no transformer/config.json (a SanaPipeline folder from sana-sprint train)");
+  if (d.lora_rank > 0) {
+    check_lora_shape({d.lora_rank, d.lora_alpha, d.lora_targets});
+    require(d.teacher_controlnet.empty(), "a LoRA distillation takes no --teacher-controlnet");
+    for (const std::string& spec : d.teacher_loras) {
+      const LoraSpec l = parse_lora_spec(spec, "--teacher-lora");
+      require(fs::is_regular_file(l.path), "--teacher-lora: " + l.path + " is not a file");
+    }
+  }
   if (!d.teacher_controlnet.empty() && !fs::exists(fs::path(d.teacher_controlnet) / "config.json"))
     throw Error("--teacher-controlnet: " + d.teacher_controlnet +
                 " has no config.json (train the teacher's ControlNet first: train-controlnet --objective flow)");
@@ -128,7 +153,8 @@ Distillation::Distillation(const DistillOptions& d, const TrainOptions& o)
                                                      at::TensorOptions().dtype(parse_dtype(o.dtype)).device(parse_device(o.device)));
   if (teacher_->config().guidance_embeds) throw Error("--teacher: the transformer already has a guidance embedding");
   blocks_ = head_blocks(d, teacher_->config().num_layers);
-  run_ = std::make_unique<TrainingRun>(d.teacher_controlnet.empty() ? "distill" : "train-controlnet", o, shape(),
+  const char* command = !d.teacher_controlnet.empty() ? "train-controlnet" : d.lora_rank > 0 ? "train-lora" : "distill";
+  run_ = std::make_unique<TrainingRun>(command, o, shape(),
                                        std::vector<std::pair<std::string, std::string>>{
                                            {"--teacher", d.teacher}, {"--cache", d.cache},
                                            {"--teacher-controlnet", d.teacher_controlnet}, {"--base", d.student}});
@@ -141,29 +167,13 @@ Distillation::Distillation(const DistillOptions& d, const TrainOptions& o)
   run_->track("optim_d.", *optim_d_);
   if (ema_) run_->track("ema.", *ema_);
   run_->on_sample([this](const std::string& path) { sample_grid(path); });
-  run_->on_snapshot([this](const std::string& dir) { write_result(dir); });
+  run_->on_snapshot([this](const std::string& dir) { part_.write(dir); });
 }
 
-// The student and what trains: the whole student (plain distillation), or only its ControlNet.
 void Distillation::build_networks() {
+  part_ = !d_.teacher_controlnet.empty() ? controlnet_part() : d_.lora_rank > 0 ? lora_part() : student_part();
+  for (const auto& [name, t] : part_.params) g_params_.emplace_back(part_.prefix + name, t);
   const uint64_t seed = o_.seed;
-  if (d_.teacher_controlnet.empty()) {
-    student_ = make_student(*teacher_, teacher_config_, d_, seed, opts_);
-    g_params_ = trainable(*student_.transformer, "student.");
-  } else {
-    if (!cache_.control_latents.defined()) throw Error("--cache: it holds no control latents (see train-controlnet)");
-    teacher_cn_ = SanaControlNetModel::from_pretrained(d_.teacher_controlnet, opts_);
-    check_controlnet_fits(teacher_cn_->config(), teacher_->config(), "--teacher-controlnet " + d_.teacher_controlnet);
-    for (auto& p : teacher_cn_->parameters()) p.set_requires_grad(false);
-    const fs::path student_dir = fs::path(d_.student) / "transformer";
-    if (!fs::exists(student_dir / "config.json")) throw Error("--base: " + d_.student + " has no transformer/config.json");
-    student_.transformer = SanaTransformer2DModel::from_pretrained(student_dir.string(), opts_);
-    if (!student_.transformer->config().guidance_embeds)
-      throw Error("--base: " + d_.student + " is not a Sprint student (its transformer has no guidance embedding)");
-    for (auto& p : student_.transformer->parameters()) p.set_requires_grad(false);
-    student_cn_ = make_student_controlnet(*teacher_cn_, *student_.transformer, seed);
-    g_params_ = trainable(*student_cn_, "controlnet.");
-  }
   const int64_t D = student_.transformer->config().inner_dim();
   if (!student_.logvar) student_.logvar = make_logvar_head(D, seed, opts_);
   heads_ = make_heads(D, blocks_, seed, opts_);
@@ -171,12 +181,66 @@ void Distillation::build_networks() {
   d_params_ = trainable(*heads_, "heads.");
   optim_g_ = make_optimizer(o_.optimizer, g_params_, o_.lr, o_.weight_decay);
   optim_d_ = make_optimizer(o_.optimizer, d_params_, d_.lr_d > 0 ? d_.lr_d : o_.lr, o_.weight_decay);
-  const NamedTensors exported = student_cn_ ? trainable(*student_cn_) : trainable(*student_.transformer);
-  if (o_.ema_decay > 0) ema_ = std::make_unique<EMA>(exported, o_.ema_decay);
+  if (o_.ema_decay > 0) ema_ = std::make_unique<EMA>(part_.params, o_.ema_decay);
+}
+
+// The whole student, started as the TrigFlow view of the teacher; exported as a SanaSprintPipeline folder.
+TrainedPart Distillation::student_part() {
+  student_ = make_student(*teacher_, teacher_config_, d_, o_.seed, opts_);
+  const json sched = {{"_class_name", "SCMScheduler"}, {"num_train_timesteps", 1000}, {"prediction_type", "trigflow"},
+                      {"sigma_data", sd_}};
+  return {"student", "student.", trainable(*student_.transformer), [this, sched](const std::string& dir) {
+            // The logvar head is training-only, as in the reference export.
+            export_pipeline(dir, "SanaSprintPipeline", sched.dump(2) + "\n", *student_.transformer,
+                            student_.config.dump(2) + "\n", d_.teacher, cache_, 1, 4.5, d_.intermediate_timesteps);
+          },
+          "distill: wrote the student pipeline " + o_.out};
+}
+
+// A finished Sprint student's transformer (--base), frozen.
+std::shared_ptr<SanaTransformer2DModel> Distillation::frozen_student() const {
+  const fs::path dir = fs::path(d_.student) / "transformer";
+  if (!fs::exists(dir / "config.json")) throw Error("--base: " + d_.student + " has no transformer/config.json");
+  auto t = SanaTransformer2DModel::from_pretrained(dir.string(), opts_);
+  if (!t->config().guidance_embeds)
+    throw Error("--base: " + d_.student + " is not a Sprint student (its transformer has no guidance embedding)");
+  for (auto& p : t->parameters()) p.set_requires_grad(false);
+  return t;
+}
+
+// The student's ControlNet, started from the teacher's (which the teacher then runs with); exported as a ControlNet
+// folder for the student.
+TrainedPart Distillation::controlnet_part() {
+  if (!cache_.control_latents.defined()) throw Error("--cache: it holds no control latents (see train-controlnet)");
+  teacher_cn_ = SanaControlNetModel::from_pretrained(d_.teacher_controlnet, opts_);
+  check_controlnet_fits(teacher_cn_->config(), teacher_->config(), "--teacher-controlnet " + d_.teacher_controlnet);
+  for (auto& p : teacher_cn_->parameters()) p.set_requires_grad(false);
+  student_.transformer = frozen_student();
+  student_cn_ = make_student_controlnet(*teacher_cn_, *student_.transformer, o_.seed);
+  return {"the student's ControlNet", "controlnet.", trainable(*student_cn_),
+          [this](const std::string& dir) { export_controlnet(*student_cn_, dir); },
+          "train-controlnet: wrote the student's ControlNet " + o_.out + " (use it with generate -m " + d_.student +
+              " --controlnet " + o_.out + ")"};
+}
+
+// LoRA adapters on the frozen student; the teacher runs with its LoRAs fused (the concept the student learns).
+// Exported as the LoRA file diffusers writes.
+TrainedPart Distillation::lora_part() {
+  PipelineComponents teacher;
+  teacher.transformer = teacher_;
+  for (const std::string& spec : d_.teacher_loras) teacher.apply_lora(parse_lora_spec(spec, "--teacher-lora"));
+  student_.transformer = frozen_student();
+  const LoraShape shape{d_.lora_rank, d_.lora_alpha, d_.lora_targets};
+  NamedTensors adapters = add_lora_adapters(*student_.transformer, shape, o_.seed, opts_);
+  return {"LoRA adapters (rank " + std::to_string(d_.lora_rank) + ", " + std::to_string(adapters.size() / 2) +
+              " layers) on the student",
+          "", adapters, [adapters, shape](const std::string& dir) { export_lora(adapters, shape, dir); },
+          "train-lora: wrote " + (fs::path(o_.out) / "pytorch_lora_weights.safetensors").string() +
+              " (use it with generate -m " + d_.student + " --lora FILE)"};
 }
 
 json Distillation::shape() const {
-  return {{"teacher", fs::absolute(d_.teacher).string()}, {"cache", fs::absolute(d_.cache).string()},
+  json j = {{"teacher", fs::absolute(d_.teacher).string()}, {"cache", fs::absolute(d_.cache).string()},
           {"loss", d_.loss}, {"cfg_scales", d_.cfg_scales}, {"p_mean", d_.p_mean}, {"p_std", d_.p_std},
           {"d_p_mean", d_.d_p_mean}, {"d_p_std", d_.d_p_std}, {"tangent_warmup", d_.tangent_warmup},
           {"adv_weight", d_.adv_weight}, {"head_blocks", blocks_}, {"largest_timestep_prob", d_.largest_timestep_prob},
@@ -184,6 +248,10 @@ json Distillation::shape() const {
           {"guidance_embeds_scale", d_.guidance_embeds_scale}, {"largest_timestep", d_.largest_timestep},
           {"teacher_controlnet", d_.teacher_controlnet.empty() ? "" : fs::absolute(d_.teacher_controlnet).string()},
           {"student", d_.student.empty() ? "" : fs::absolute(d_.student).string()}};
+  if (d_.lora_rank > 0)  // only then: the runs of the other modes keep the shape their checkpoints recorded
+    j.update({{"lora_rank", d_.lora_rank}, {"lora_alpha", d_.lora_alpha}, {"lora_targets", d_.lora_targets},
+              {"teacher_loras", d_.teacher_loras}});
+  return j;
 }
 
 // Each element with probability p replaced by the largest timestep.
@@ -347,9 +415,9 @@ void Distillation::sample_grid(const std::string& path) {
 }
 
 void Distillation::run() {
-  run_->note("distill (" + d_.loss + "): " + (student_cn_ ? "the student's ControlNet, " : "student ") +
-             std::to_string(nn::count_parameters(student_cn_ ? static_cast<const torch::nn::Module&>(*student_cn_)
-                                                             : *student_.transformer)) +
+  int64_t count = 0;
+  for (const auto& kv : part_.params) count += kv.second.numel();
+  run_->note("distill (" + d_.loss + "): " + part_.what + ", " + std::to_string(count) +
              " parameters, heads on blocks " + c10::str(blocks_) + ", " + std::to_string(o_.steps) +
              (use_adv_ ? " iterations (G and D alternate)" : " iterations (G only)") + ", global batch " +
              std::to_string(o_.batch_size) + " over " + std::to_string(run_->world_size()) + " process(es)");
@@ -376,27 +444,9 @@ void Distillation::run() {
   }
   // Export a diffusers SanaSprintPipeline folder (the logvar head is training-only, as in the reference export).
   if (ema_) ema_->copy_to_params();
-  if (run_->finish()) export_result();
-}
-
-// A diffusers SanaSprintPipeline folder (the logvar head is training-only, as in the reference export), or in
-// ControlNet mode the student's ControlNet folder, written to `dir`: the output folder, or a snapshot's.
-void Distillation::write_result(const std::string& dir) const {
-  if (student_cn_) return export_controlnet(*student_cn_, dir);
-  const json sched = {{"_class_name", "SCMScheduler"}, {"num_train_timesteps", 1000}, {"prediction_type", "trigflow"},
-                      {"sigma_data", sd_}};
-  export_pipeline(dir, "SanaSprintPipeline", sched.dump(2) + "\n", *student_.transformer,
-                  student_.config.dump(2) + "\n", d_.teacher, cache_, 1, 4.5,
-                  d_.intermediate_timesteps);
-}
-
-void Distillation::export_result() const {
-  write_result(o_.out);
-  if (student_cn_)
-    note("train-controlnet: wrote the student's ControlNet " + o_.out + " (use it with generate -m " + d_.student +
-         " --controlnet " + o_.out + ")");
-  else
-    note("distill: wrote the student pipeline " + o_.out);
+  if (!run_->finish()) return;
+  part_.write(o_.out);
+  note(part_.written);
 }
 
 }  // namespace

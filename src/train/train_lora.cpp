@@ -9,76 +9,27 @@
 
 #include "sana/error.h"
 #include "sana/io/config.h"
-#include "sana/io/safetensors.h"
 #include "sana/models/sana_transformer.h"
-#include "sana/nn/lora.h"
 #include "sana/train/flow_loss.h"
 #include "sana/train/trainer.h"
 #include "train/flow_step.h"
+#include "train/lora_adapters.h"
 #include "train/training_run.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace sana {
-namespace {
 
 using namespace detail;
 
-bool targeted(const std::string& module, const std::vector<std::string>& targets) {
-  for (const std::string& t : targets)
-    if (module == t || (module.size() > t.size() && module.compare(module.size() - t.size() - 1, std::string::npos,
-                                                                   "." + t) == 0))
-      return true;
-  return false;
-}
-
-// Adapters on the targeted linear layers of the transformer blocks, as trainable tensors named as diffusers saves
-// them ("transformer.<module>.lora_A.weight" = down, "...lora_B.weight" = up), already on the layers' side paths.
-NamedTensors add_adapters(SanaTransformer2DModel& model, const LoraTrainOptions& l, uint64_t seed,
-                          const at::TensorOptions& opts) {
-  NamedTensors params;
-  at::Generator gen = step_generator(seed, -1, streams::kLoraInit);
-  for (const auto& [name, layer] : nn::weighted_layers(model)) {
-    if (name.rfind("transformer_blocks.", 0) != 0 || !targeted(name, l.target_modules)) continue;
-    if (!dynamic_cast<nn::Linear*>(layer))
-      throw Error("--target-modules: " + name + " is not a linear layer (LoRA training supports linear layers)");
-    if (layer->is_int8()) throw Error("--base: " + name + " holds quantized weights; train a LoRA on a floating folder");
-    const auto shape = layer->weight_shape();
-    const double bound = 1.0 / std::sqrt(static_cast<double>(shape[1]));
-    at::Tensor down = ((at::rand({l.rank, shape[1]}, gen) * 2 - 1) * bound).to(opts).set_requires_grad(true);
-    at::Tensor up = at::zeros({shape[0], l.rank}, opts).set_requires_grad(true);
-    layer->lora.push_back({down, up, l.alpha / l.rank});
-    params.emplace_back("transformer." + name + ".lora_A.weight", down);
-    params.emplace_back("transformer." + name + ".lora_B.weight", up);
-  }
-  if (params.empty())
-    throw Error("--target-modules: no linear layer of the transformer blocks ends in any of the names given");
-  return params;
-}
-
-// The LoRA file: PEFT names, fp32, with diffusers' lora_adapter_metadata (rank, alpha, targets) so that loaders
-// that read it (ours, diffusers') take alpha from there.
-void export_lora(const NamedTensors& params, const LoraTrainOptions& l, const std::string& out) {
-  NamedTensors tensors;
-  for (const auto& [name, t] : params) tensors.emplace_back(name, t.detach().to(at::kFloat).cpu().contiguous());
-  const json config = {{"transformer.r", l.rank}, {"transformer.lora_alpha", l.alpha},
-                       {"transformer.target_modules", l.target_modules}};
-  fs::create_directories(out);
-  save_safetensors((fs::path(out) / "pytorch_lora_weights.safetensors").string(), tensors,
-                   {{"format", "pt"}, {"lora_adapter_metadata", config.dump()}});
-}
-
-}  // namespace
-
 void train_lora(const LoraTrainOptions& l, const TrainOptions& o) {
   if (l.objective != "flow")
-    throw Error("--objective " + l.objective + ": only flow is built (distill, the Sprint student's sCM + LADD "
-                "objective, is not yet; docs/LORA.md)");
+    throw Error("--objective " + l.objective + ": train_lora trains a teacher's LoRA by flow matching; a Sprint "
+                "student's LoRA is distilled by distill() with DistillOptions::lora_rank (train-lora --objective distill)");
   check_flow_law(l.logit_mean, l.logit_std, l.caption_dropout);
-  if (l.rank < 1 || l.rank > 1024) throw Error("--rank must be between 1 and 1024, got " + std::to_string(l.rank));
-  if (!(std::isfinite(l.alpha) && l.alpha > 0)) throw Error("--alpha must be a positive number");
-  if (l.target_modules.empty()) throw Error("--target-modules names no layer");
+  const LoraShape shape{l.rank, l.alpha, l.target_modules};
+  check_lora_shape(shape);
   const LatentCache cache = LatentCache::open(l.cache);
   // The base is checked from its config before the run touches the output folder.
   const fs::path config = fs::path(l.base) / "transformer" / "config.json";
@@ -97,14 +48,14 @@ void train_lora(const LoraTrainOptions& l, const TrainOptions& o) {
                   {{"--base", l.base}, {"--cache", l.cache}});
   const auto opts = run.tensor_options();
   const auto teacher = frozen_transformer(l.base, opts);
-  const NamedTensors params = add_adapters(*teacher, l, o.seed, opts);
+  const NamedTensors params = add_lora_adapters(*teacher, shape, o.seed, opts);
   const TrainingRun::Optimization opt = run.optimize(params);
   std::shared_ptr<AutoencoderDC> vae;
   run.on_sample([&](const std::string& path) {
     if (!vae) vae = AutoencoderDC::from_pretrained((fs::path(l.base) / "vae").string(), opts);
     sample_flow_grid(path, l.base, teacher, nullptr, vae, cache, run.device(), o.seed);
   });
-  run.on_snapshot([&](const std::string& dir) { export_lora(params, l, dir); });
+  run.on_snapshot([&](const std::string& dir) { export_lora(params, shape, dir); });
   int64_t count = 0;
   for (const auto& [name, t] : params) count += t.numel();
   run.note("train-lora (flow): rank " + std::to_string(l.rank) + " on " + std::to_string(params.size() / 2) +
@@ -125,7 +76,7 @@ void train_lora(const LoraTrainOptions& l, const TrainOptions& o) {
   }
   if (opt.ema) opt.ema->copy_to_params();
   if (!run.finish()) return;
-  export_lora(params, l, o.out);
+  export_lora(params, shape, o.out);
   note("train-lora: wrote " + (fs::path(o.out) / "pytorch_lora_weights.safetensors").string() + " (use it with generate -m " +
        l.base + " --lora FILE)");
 }

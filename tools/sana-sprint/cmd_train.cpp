@@ -197,13 +197,18 @@ Subcommand add_train_lora(CLI::App& app) {
   struct Args {
     TrainOptions o;
     LoraTrainOptions l;
+    DistillOptions d;
+    bool no_misaligned = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("train-lora",
-                                 "train a LoRA for a flow teacher by its flow-matching loss (--objective flow); writes "
-                                 "pytorch_lora_weights.safetensors in diffusers' PEFT layout (docs/LORA.md)");
-  cmd->add_option("--objective", a->l.objective, "flow (--base is a teacher)")->capture_default_str();
-  cmd->add_option("--base", a->l.base, "the frozen teacher's pipeline folder")->required();
+                                 "train a LoRA: for a flow teacher by its flow-matching loss (--objective flow), or for "
+                                 "a Sprint student by hybrid distillation from the teacher with its LoRA (--objective "
+                                 "distill); writes pytorch_lora_weights.safetensors in diffusers' PEFT layout "
+                                 "(docs/LORA.md)");
+  cmd->add_option("--objective", a->l.objective, "flow (--base is a teacher) | distill (--base is a Sprint student)")
+      ->capture_default_str();
+  cmd->add_option("--base", a->l.base, "the frozen model's pipeline folder")->required();
   cmd->add_option("--cache", a->l.cache, "latent cache of the images the LoRA learns")->required();
   cmd->add_option("--rank", a->l.rank, "LoRA rank r")->capture_default_str();
   cmd->add_option("--alpha", a->l.alpha, "LoRA alpha (the update is scaled by alpha / r)")->capture_default_str();
@@ -211,15 +216,34 @@ Subcommand add_train_lora(CLI::App& app) {
                   "linear layers of the transformer blocks that get adapters, by the end of their names "
                   "(to_q,to_k,to_v,to_out.0,attn2.to_q,ff.conv_inverted ...)")
       ->delimiter(',')->capture_default_str();
-  cmd->add_option("--logit-mean", a->l.logit_mean, "logit-normal time law mean")->capture_default_str();
-  cmd->add_option("--logit-std", a->l.logit_std, "logit-normal time law std")->capture_default_str();
-  cmd->add_option("--caption-dropout", a->l.caption_dropout, "probability of the empty prompt")->capture_default_str();
+  cmd->add_option("--logit-mean", a->l.logit_mean, "flow: logit-normal time law mean")->capture_default_str();
+  cmd->add_option("--logit-std", a->l.logit_std, "flow: logit-normal time law std")->capture_default_str();
+  cmd->add_option("--caption-dropout", a->l.caption_dropout, "flow: probability of the empty prompt")
+      ->capture_default_str();
+  cmd->add_option("--teacher", a->d.teacher, "distill: the student's teacher (SanaPipeline folder)");
+  cmd->add_option("--teacher-lora", a->d.teacher_loras,
+                  "distill: FILE[:SCALE], a LoRA fused into the teacher (the concept the student's LoRA learns; "
+                  "repeatable)");
+  add_distill_loss_options(cmd, a->d, a->no_misaligned);
   add_train_options(cmd, a->o);
   return {cmd, [a] {
             if (a->o.steps < 1)
               throw Error("--steps must be at least 1, got " + std::to_string(a->o.steps) +
                           " (at 0 the LoRA would be its untrained start, which changes nothing)");
-            train_lora(a->l, a->o);
+            if (a->l.objective == "flow") {
+              train_lora(a->l, a->o);
+              return 0;
+            }
+            if (a->l.objective != "distill")
+              throw Error("--objective must be flow or distill, got '" + a->l.objective + "'");
+            if (a->d.teacher.empty()) throw Error("--objective distill needs --teacher (the student's teacher folder)");
+            a->d.student = a->l.base;
+            a->d.cache = a->l.cache;
+            a->d.lora_rank = a->l.rank;
+            a->d.lora_alpha = a->l.alpha;
+            a->d.lora_targets = a->l.target_modules;
+            a->d.misaligned_pairs = !a->no_misaligned;
+            distill(a->d, a->o);
             return 0;
           }};
 }

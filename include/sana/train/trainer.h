@@ -118,6 +118,14 @@ struct DistillOptions {
   // (and is exported, as a ControlNet folder) is the student's ControlNet, started from the teacher's.
   std::string teacher_controlnet;
   std::string student;
+  // LoRA distillation (`train-lora --objective distill`): when lora_rank > 0, `student` is a Sprint pipeline folder
+  // whose weights stay frozen, and what trains (and is exported as pytorch_lora_weights.safetensors) is rank-lora_rank
+  // adapters on its lora_targets; the teacher runs with teacher_loras fused ("FILE[:SCALE]": the flow LoRA whose
+  // concept the student learns), so the target is the teacher with its LoRA.
+  int lora_rank = 0;
+  double lora_alpha = 4;
+  std::vector<std::string> lora_targets = {"to_q", "to_k", "to_v"};
+  std::vector<std::string> teacher_loras;
 };
 void distill(const DistillOptions& distill, const TrainOptions& options);
 
