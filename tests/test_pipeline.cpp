@@ -287,3 +287,46 @@ TEST(ShippedModels, StudentFollowsItsTeacherFromTheSameNoise) {
   EXPECT_GE(s_report.overall(), 0.5 * t_report.overall())
       << "ShapesEval: student " << s_report.overall() << ", teacher " << t_report.overall();
 }
+
+// A pipeline answers what it does (front ends ask it instead of reading the transformer's config): the teacher guides
+// with CFG, takes no init image and names samplers its scheduler accepts; the student the reverse. embed_text through
+// a caller's encoder (the server's cache) asks for the texts the pipeline's own rule needs (the teacher's negative
+// prompt only under CFG, without the instruction prefix) and gives the embeddings the pipeline computes itself.
+TEST(Pipeline, AnswersItsCapabilitiesAndEmbedsThroughACallersEncoder) {
+  const std::string models = SANA_MODELS_DIR;
+  const auto teacher = sana::load_pipeline(models + "/sana-shapes-teacher", at::kCPU, at::kFloat);
+  const auto student = sana::load_pipeline(models + "/sana-sprint-shapes", at::kCPU, at::kFloat);
+  const auto t = teacher->capabilities(), s = student->capabilities();
+  EXPECT_TRUE(t.classifier_free_guidance);
+  EXPECT_FALSE(t.init_image);
+  EXPECT_FALSE(s.classifier_free_guidance);
+  EXPECT_TRUE(s.init_image);
+  ASSERT_FALSE(t.samplers.empty());
+  const auto& flow = dynamic_cast<const sana::SanaPipeline&>(*teacher);
+  for (const std::string& name : t.samplers) EXPECT_NO_THROW(sana::FlowScheduler::create(flow.scheduler_config, name)) << name;
+  EXPECT_EQ(s.samplers, std::vector<std::string>{"scm"});
+
+  c10::InferenceMode guard;
+  for (const double guidance : {4.5, 1.0}) {
+    sana::GenerateOptions own, cached;
+    own.prompts = cached.prompts = {"a red circle"};
+    own.negative_prompt = cached.negative_prompt = "blurry";
+    own.guidance_scale = cached.guidance_scale = guidance;
+    teacher->embed_text(own);
+    std::vector<std::pair<std::string, bool>> asked;  // text, with the instruction prefix
+    teacher->embed_text(cached, [&](const std::string& text, const sana::PromptOptions& po) {
+      asked.emplace_back(text, po.use_complex_human_instruction);
+      return teacher->encode_prompt({text}, po);
+    });
+    EXPECT_TRUE(at::equal(own.prompt_embeds, cached.prompt_embeds));
+    if (guidance > 1) {
+      ASSERT_EQ(asked.size(), 2u);
+      EXPECT_EQ(asked[1].first, "blurry");
+      EXPECT_EQ(asked[1].second, false);
+      EXPECT_TRUE(at::equal(own.negative_prompt_embeds, cached.negative_prompt_embeds));
+    } else {
+      EXPECT_EQ(asked.size(), 1u) << "no negative prompt without CFG";
+      EXPECT_FALSE(cached.negative_prompt_embeds.defined());
+    }
+  }
+}

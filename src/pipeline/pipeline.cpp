@@ -182,10 +182,19 @@ void PipelineComponents::release_text_encoder() {
   release_free_memory();
 }
 
-void Pipeline::embed_text(GenerateOptions& o) const {
+void Pipeline::embed_text(GenerateOptions& o, const TextEncoder& encode) const {
   if (o.prompt_embeds.defined()) return;
   if (o.prompts.empty()) throw Error("prompt: no prompt given");
-  std::tie(o.prompt_embeds, o.prompt_attention_mask) = encode_prompt(o.prompts, o.prompt);
+  if (!encode) {
+    std::tie(o.prompt_embeds, o.prompt_attention_mask) = encode_prompt(o.prompts, o.prompt);
+    return;
+  }
+  std::vector<at::Tensor> embeds, masks;
+  for (const std::string& p : o.prompts) {
+    const auto [e, m] = encode(p, o.prompt);
+    embeds.push_back(e), masks.push_back(m);
+  }
+  o.prompt_embeds = at::cat(embeds), o.prompt_attention_mask = at::cat(masks);
 }
 
 std::pair<at::Tensor, at::Tensor> Pipeline::encode_prompt(const std::vector<std::string>& prompts,

@@ -39,16 +39,17 @@ std::string SanaPipeline::sampler_name(const GenerateOptions& o) const {
   return FlowScheduler::create(scheduler_config, o.sampler)->solver() + (o.guidance_scale > 1 ? " + CFG" : "");
 }
 
-std::pair<at::Tensor, at::Tensor> SanaPipeline::encode_negative_prompt(const GenerateOptions& o) const {
+std::pair<at::Tensor, at::Tensor> SanaPipeline::encode_negative_prompt(const GenerateOptions& o,
+                                                                      const TextEncoder& encode) const {
   PromptOptions po = o.prompt;
   po.use_complex_human_instruction = false;
-  return encode_prompt({o.negative_prompt}, po);
+  return encode ? encode(o.negative_prompt, po) : encode_prompt({o.negative_prompt}, po);
 }
 
-void SanaPipeline::embed_text(GenerateOptions& o) const {
-  Pipeline::embed_text(o);
+void SanaPipeline::embed_text(GenerateOptions& o, const TextEncoder& encode) const {
+  Pipeline::embed_text(o, encode);
   if (o.guidance_scale > 1.0 && !o.negative_prompt_embeds.defined())
-    std::tie(o.negative_prompt_embeds, o.negative_prompt_attention_mask) = encode_negative_prompt(o);
+    std::tie(o.negative_prompt_embeds, o.negative_prompt_attention_mask) = encode_negative_prompt(o, encode);
 }
 
 std::pair<at::Tensor, at::Tensor> SanaPipeline::model_text(const GenerateOptions& o, GenerateResult& r, bool cfg,

@@ -102,11 +102,15 @@ json png_info(const httplib::Request& req) {
   return {{"info", info}, {"items", text}, {"parameters", parameters}};
 }
 
+// The pipeline's samplers under A1111's names.
 json samplers(const Context& ctx) {
-  const bool sprint = ctx.worker.pipeline().components.transformer->config().guidance_embeds;
-  if (sprint) return json::array({{{"name", "SCM"}, {"aliases", {"scm", "sana_sprint"}}, {"options", json::object()}}});
-  return json::array({{{"name", "Euler"}, {"aliases", {"euler", "flow_euler"}}, {"options", json::object()}},
-                      {{"name", "DPM++ 2M"}, {"aliases", {"dpm++2m", "dpmpp_2m"}}, {"options", json::object()}}});
+  const std::map<std::string, json> a1111 = {
+      {"scm", {{"name", "SCM"}, {"aliases", {"scm", "sana_sprint"}}, {"options", json::object()}}},
+      {"euler", {{"name", "Euler"}, {"aliases", {"euler", "flow_euler"}}, {"options", json::object()}}},
+      {"dpm++2m", {{"name", "DPM++ 2M"}, {"aliases", {"dpm++2m", "dpmpp_2m"}}, {"options", json::object()}}}};
+  json list = json::array();
+  for (const std::string& s : ctx.worker.pipeline().capabilities().samplers) list.push_back(a1111.at(s));
+  return list;
 }
 
 json progress(Context& ctx) {
@@ -152,7 +156,7 @@ void add_a1111_routes(httplib::Server& server, Context& ctx) {
                reply_json(r, 200, samplers(ctx));
              }));
   route(server, ctx, "GET", "/sdapi/v1/schedulers", guarded([&ctx](const httplib::Request&, httplib::Response& r) {
-               const bool sprint = ctx.worker.pipeline().components.transformer->config().guidance_embeds;
+               const bool sprint = !ctx.worker.pipeline().capabilities().classifier_free_guidance;
                reply_json(r, 200, json::array({{{"name", sprint ? "scm" : "flow"},
                                                 {"label", sprint ? "SCM (TrigFlow)" : "the model's flow scheduler"},
                                                 {"aliases", json::array()}, {"need_inner_model", false}}}));

@@ -176,7 +176,7 @@ std::shared_ptr<Job> prepare_job(const Context& ctx, const json& fields, const S
     if (p.decoder == "tiny" && !pipe.components.tiny_vae)
       throw ParamError("decoder", "this server's model has no tiny decoder (a vae_tiny/ folder, or start it with "
                                   "--tiny-vae DIR)");
-    if (!p.init_image.empty() && !pipe.components.transformer->config().guidance_embeds)
+    if (!p.init_image.empty() && !pipe.capabilities().init_image)
       throw ParamError("init_image", "img2img needs a SANA-Sprint model; this server runs a flow teacher");
     resolve_seed(p);
     // Input images are bounded by the output's limit, but at least 1024 px (the live page sends 512^2 canvases to

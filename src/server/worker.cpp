@@ -272,14 +272,10 @@ void Worker::execute(Job& job) {
   switch_loras(job);
   c10::InferenceMode inference;
   GenerateOptions o = job.options;
-  const auto [embeds, mask] = prompts_.get(*pipeline_, job.params.prompt, o.prompt);
-  o.prompt_embeds = embeds, o.prompt_attention_mask = mask;
-  if (!pipeline_->components.transformer->config().guidance_embeds) {  // a teacher: CFG's negative, without CHI
-    PromptOptions negative = o.prompt;
-    negative.use_complex_human_instruction = false;
-    std::tie(o.negative_prompt_embeds, o.negative_prompt_attention_mask) =
-        prompts_.get(*pipeline_, job.params.negative_prompt, negative);
-  }
+  // The pipeline's own rule for which texts it needs (a teacher's negative prompt), through the embedding cache.
+  pipeline_->embed_text(o, [&](const std::string& text, const PromptOptions& po) {
+    return prompts_.get(*pipeline_, text, po);
+  });
   job.steps = o.steps;
   if (job.live_session.empty())
     o.pause_point = [&] {

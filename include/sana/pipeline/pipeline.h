@@ -101,10 +101,22 @@ class Pipeline {
   // How `options` is sampled, for the PNG parameters text ("SCM", "dpm++2m + CFG").
   virtual std::string sampler_name(const GenerateOptions& options) const = 0;
 
+  // What the pipeline does, for front ends to ask (rather than read its transformer's config).
+  struct Capabilities {
+    bool classifier_free_guidance = false;  // a second pass with a negative prompt (teachers); Sprint embeds guidance
+    bool init_image = false;                // img2img
+    std::vector<std::string> samplers;      // its samplers by GenerateOptions::sampler's names
+  };
+  virtual Capabilities capabilities() const = 0;
+
+  // A caller's text encoder: one prompt and its options -> {embeds [1, L, C], mask [1, L]} (e.g. a cache in front of
+  // encode_prompt, as the server's).
+  using TextEncoder = std::function<std::pair<at::Tensor, at::Tensor>(const std::string&, const PromptOptions&)>;
   // Runs the text encoder for `options` now and stores what it gives in them (prompt_embeds and its mask; a teacher
-  // with classifier-free guidance also its negative prompt's), so that a one-call process can release the text encoder
-  // before the transformer and the decoder run. Generating from the filled options gives the same images.
-  virtual void embed_text(GenerateOptions& options) const;
+  // with classifier-free guidance also its negative prompt's, by its own rule), so that a one-call process can release
+  // the text encoder before the transformer and the decoder run, and a server can cache embeddings. Generating from
+  // the filled options gives the same images. `encode` replaces encode_prompt when given.
+  virtual void embed_text(GenerateOptions& options, const TextEncoder& encode = nullptr) const;
 
   // Tokenise + text encoder + SANA's token selection: {embeds [B, max_sequence_length, C], mask}.
   std::pair<at::Tensor, at::Tensor> encode_prompt(const std::vector<std::string>& prompts,

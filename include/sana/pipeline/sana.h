@@ -22,14 +22,16 @@ class SanaPipeline : public Pipeline {
   GenerateResult generate(const GenerateOptions& options, const ProgressFn& progress = nullptr) const override;
   std::string class_name() const override { return components.controlnet ? "SanaControlNetPipeline" : "SanaPipeline"; }
   std::string sampler_name(const GenerateOptions& options) const override;
+  Capabilities capabilities() const override { return {true, false, {"euler", "dpm++2m"}}; }
   // Also the negative prompt's embedding when the call uses classifier-free guidance.
-  void embed_text(GenerateOptions& options) const override;
+  void embed_text(GenerateOptions& options, const TextEncoder& encode = nullptr) const override;
 
   FlowSchedulerConfig scheduler_config;
 
  private:
   // The negative prompt's {embeds, mask}: no instruction prefix, as in the reference.
-  std::pair<at::Tensor, at::Tensor> encode_negative_prompt(const GenerateOptions& options) const;
+  std::pair<at::Tensor, at::Tensor> encode_negative_prompt(const GenerateOptions& options,
+                                                           const TextEncoder& encode = nullptr) const;
   // The CFG batch's text: [negative; prompt] rows (or the prompt alone without CFG).
   std::pair<at::Tensor, at::Tensor> model_text(const GenerateOptions& options, GenerateResult& r, bool cfg,
                                                const ProgressFn& progress) const;

@@ -22,6 +22,7 @@ class SanaSprintPipeline : public Pipeline {
   GenerateResult generate(const GenerateOptions& options, const ProgressFn& progress = nullptr) const override;
   std::string class_name() const override { return "SanaSprintPipeline"; }
   std::string sampler_name(const GenerateOptions&) const override { return "SCM"; }
+  Capabilities capabilities() const override { return {false, true, {"scm"}}; }
 
   SCMSchedulerConfig scheduler_config;
 
