@@ -32,13 +32,14 @@ at::Tensor sana_velocity(const SanaTransformer2DModel& backbone, const ControlNe
   return backbone.forward(in, aux);
 }
 
-at::Tensor SanaTrigFlow::forward(const at::Tensor& x_hat, const at::Tensor& t, const SanaTransformerInputs& cond) const {
+at::Tensor SanaTrigFlow::forward(const at::Tensor& x_hat, const at::Tensor& t, const SanaTransformerInputs& cond,
+                                 SanaTransformerAux* aux) const {
   return trigflow_from_flow(
       [&](const at::Tensor& x_s, const at::Tensor& s) {
         SanaTransformerInputs in = cond;
         in.hidden_states = x_s;
         in.timestep = s;
-        return sana_velocity(*backbone_, control_, in);
+        return sana_velocity(*backbone_, control_, in, aux);
       },
       x_hat, t);
 }

@@ -285,17 +285,13 @@ Draws Distillation::draw(at::Generator& gen, const std::vector<int64_t>& shape) 
 // F_theta and logvar of the student for the batch's text and guidance w (embedded as w * guidance_embeds_scale),
 // through the TrigFlow view of its flow-space backbone.
 StudentFn Distillation::student(const Batch& b, const at::Tensor& w) const {
-  const at::Tensor guidance = w * d_.guidance_embeds_scale;
-  return [this, b, guidance](const at::Tensor& x_hat, const at::Tensor& t) {
+  SanaTransformerInputs cond;
+  cond.encoder_hidden_states = b.embeds, cond.encoder_attention_mask = b.mask;
+  cond.guidance = w * d_.guidance_embeds_scale;
+  const SanaTrigFlow model(student_.transformer, {student_cn_, b.control, 1.0});
+  return [this, model, cond](const at::Tensor& x_hat, const at::Tensor& t) {
     SanaTransformerAux aux;
-    const at::Tensor F = trigflow_from_flow(
-        [&](const at::Tensor& x_s, const at::Tensor& s) {
-          SanaTransformerInputs in;
-          in.hidden_states = x_s, in.timestep = s, in.encoder_hidden_states = b.embeds;
-          in.encoder_attention_mask = b.mask, in.guidance = guidance;
-          return sana_velocity(*student_.transformer, {student_cn_, b.control, 1.0}, in, &aux);
-        },
-        x_hat, t);
+    const at::Tensor F = model.forward(x_hat, t, cond, &aux);
     return std::make_pair(F, student_.logvar->forward(aux.embedded_timestep).squeeze(-1));
   };
 }
@@ -318,15 +314,11 @@ at::Tensor Distillation::teacher_velocity(const at::Tensor& x_t, const at::Tenso
 std::vector<at::Tensor> Distillation::teacher_features(const at::Tensor& x_t, const at::Tensor& t,
                                                        const at::Tensor& embeds, const at::Tensor& mask,
                                                        const at::Tensor& control) const {
+  SanaTransformerInputs cond;
+  cond.encoder_hidden_states = embeds, cond.encoder_attention_mask = mask;
   SanaTransformerAux aux;
   aux.block_ids = blocks_;
-  trigflow_from_flow(
-      [&](const at::Tensor& x_s, const at::Tensor& s) {
-        SanaTransformerInputs in;
-        in.hidden_states = x_s, in.timestep = s, in.encoder_hidden_states = embeds, in.encoder_attention_mask = mask;
-        return sana_velocity(*teacher_, {teacher_cn_, control, 1.0}, in, &aux);
-      },
-      x_t / sd_, t);
+  SanaTrigFlow(teacher_, {teacher_cn_, control, 1.0}).forward(x_t / sd_, t, cond, &aux);
   return aux.block_features;
 }
 

@@ -51,8 +51,10 @@ class SanaTrigFlow {
       : backbone_(std::move(backbone)), control_(std::move(control)) {}
 
   // F(x_hat, t). `cond` carries the text, mask and guidance; its hidden_states and timestep are ignored (they come
-  // from x_hat and t). The ControlNet, if any, runs inside, on the flow-space input the backbone gets.
-  at::Tensor forward(const at::Tensor& x_hat, const at::Tensor& t, const SanaTransformerInputs& cond) const;
+  // from x_hat and t). The ControlNet, if any, runs inside, on the flow-space input the backbone gets. `aux`, when
+  // given, receives the backbone's auxiliary outputs (the embedded timestep; the features of aux->block_ids).
+  at::Tensor forward(const at::Tensor& x_hat, const at::Tensor& t, const SanaTransformerInputs& cond,
+                     SanaTransformerAux* aux = nullptr) const;
 
   SanaTransformer2DModel& backbone() const { return *backbone_; }
 
