@@ -120,7 +120,7 @@ TEST(Cli, ClearOneLineErrors) {
       {"generate" + m + " -p x --vae /no/such/vae", "vae: /no/such/vae is not a directory"},
       {"generate" + m + " -p x --quantize int4", "--quantize: int4 not in {"},
       {"quantize" + m + " -o " + fixture("pipeline_sprint_tiny"), "is also the input of -m/--model"},
-      {"quantize" + m + " -o /tmp/x --type q4", "--type: q4 not in {int8}"},
+      {"quantize" + m + " -o /tmp/x --type q8", "--type: q8 not in {int8,q4}"},
       {"generate" + m + " -p x --vae " + fixture("dcae_lite_tiny"), "(another latent space)"},
       {"generate" + m + " -p x --init-image " + fixture("pipeline_sprint_img2img_tiny/init0.png") +
            " --steps 2 --strength 0", "--strength: 0 with 2 steps leaves no step"},

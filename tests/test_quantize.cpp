@@ -289,3 +289,52 @@ TEST(Q4, ShapesStudentWithQ4WeightsStaysNearItsImage) {
   EXPECT_GT(diff.max().item<float>(), 0.0f);  // 4-bit really ran
   EXPECT_LE(diff.mean().item<float>(), 0.05f) << "mean |difference| in [0, 1] units";
 }
+
+// A q4 folder (quantize --type q4) holds uint8 nibble pairs with their group scales and loads as the in-memory q4
+// quantization of the same weights: the same images bit for bit; --quantize int8 on top leaves its 4-bit layers
+// 4-bit.
+TEST(Q4, AQuantizedFolderLoadsAsTheInMemoryQuantization) {
+  const std::string model = std::string(SANA_MODELS_DIR) + "/sana-sprint-shapes";
+  sana::test::TempDir dir;
+  const std::string out = dir.file("q4");
+  sana::QuantizeFolderOptions options;
+  options.type = Int8Compute::q4;
+  options.min_weights = 0;
+  options.dtype = at::kFloat;
+  const auto report = sana::quantize_pipeline_folder(model, out, options);
+  EXPECT_GT(report.layers, 10);
+  const auto ckpt = sana::Checkpoint::open_in_directory(out + "/transformer", "diffusion_pytorch_model");
+  int packed = 0;
+  for (const auto& name : ckpt.names()) {
+    if (ckpt.info(name).dtype != at::kByte) continue;
+    ++packed;
+    ASSERT_TRUE(ckpt.contains(name + "_scale")) << name;
+    const auto& w = ckpt.info(name).shape;
+    const auto& s = ckpt.info(name + "_scale").shape;
+    EXPECT_EQ(s.at(0), w.at(0));
+    EXPECT_EQ(s.at(1) * sana::nn::kQ4Group, w.at(1) * 2) << name;  // one scale per group of inputs
+  }
+  EXPECT_GT(packed, 5);
+  EXPECT_NE(ckpt.metadata().at("quantization").find("\"q4\""), std::string::npos);
+
+  sana::GenerationParams p;
+  p.model = model, p.prompt = "two red circles above a blue square", p.seed = 1;
+  sana::apply_model_defaults(p, {"prompt", "seed"});
+  auto loaded = sana::load_pipeline(out, at::kCPU, at::kFloat);
+  auto in_memory = sana::load_pipeline(model, at::kCPU, at::kFloat);
+  in_memory->components.quantize_int8({Int8Compute::q4, 0});
+  const at::Tensor want = in_memory->generate(sana::to_generate_options(p)).images;
+  EXPECT_TRUE(at::equal(loaded->generate(sana::to_generate_options(p)).images, want));
+  // int8 on top makes the layers that stayed floating int8; the 4-bit ones stay 4-bit (they were switched to int8
+  // products, reading nibble pairs as int8 rows).
+  const auto q4_layers = [&] {
+    int n = 0;
+    for (const auto& m : loaded->components.transformer->modules(false))
+      if (auto* layer = dynamic_cast<sana::nn::WeightedLayer*>(m.get()); layer && layer->int8 == Int8Compute::q4) ++n;
+    return n;
+  };
+  const int before = q4_layers();
+  EXPECT_GT(before, 5);
+  loaded->components.quantize_int8({Int8Compute::weights, 0});
+  EXPECT_EQ(q4_layers(), before);
+}

@@ -94,9 +94,16 @@ at::Tensor WeightedLayer::dequantized(at::ScalarType dtype) const {
 }
 
 void WeightedLayer::prepare_int8(Int8Compute compute) {
+  const auto on = at::TensorOptions().device(weight.device());
+  if (compute == Int8Compute::q4) {  // quantize_q4's shapes: packed [out, in / 2], scales [out, in / group]
+    const int64_t out = weight.size(0), in = weight.numel() / out;
+    q4_shape_ = weight.sizes().vec();
+    set_int8(at::empty({out, in / 2}, on.dtype(at::kByte)), at::empty({out, in / kQ4Group}, on.dtype(at::kFloat)),
+             compute);
+    return;
+  }
   std::vector<int64_t> scale_shape(weight.dim(), 1);
   scale_shape[0] = weight.size(0);
-  const auto on = at::TensorOptions().device(weight.device());
   set_int8(at::empty(weight.sizes(), on.dtype(at::kChar)), at::empty(scale_shape, on.dtype(at::kFloat)), compute);
 }
 

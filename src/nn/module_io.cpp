@@ -34,17 +34,18 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// An int8 checkpoint (docs/QUANTIZATION.md) stores a layer as an int8 `weight` with a `weight_scale` beside it:
-// such layers are readied to receive them (int8 weight-only products; --quantize w8a8 can switch them later).
+// An int8 checkpoint (docs/QUANTIZATION.md) stores a layer as an int8 `weight` with a `weight_scale` beside it, a q4
+// checkpoint as a uint8 `weight` (two 4-bit values per byte) with its group scales: such layers are readied to
+// receive them (int8 weight-only products, --quantize w8a8 can switch them later; q4 dequantized per call).
 void prepare_int8_layers(torch::nn::Module& module, const Checkpoint& ckpt, const std::string& prefix) {
   std::vector<std::pair<std::string, torch::nn::Module*>> all{{"", &module}};
   for (const auto& item : module.named_modules("", /*include_self=*/false)) all.emplace_back(item.key(), item.value().get());
   for (const auto& [name, m] : all) {
     auto* layer = dynamic_cast<WeightedLayer*>(m);
     const std::string stored = prefix + (name.empty() ? "" : name + ".") + "weight";
-    if (layer && !layer->is_int8() && ckpt.contains(stored + "_scale") && ckpt.contains(stored) &&
-        ckpt.info(stored).dtype == at::kChar)
-      layer->prepare_int8(Int8Compute::weights);
+    if (!layer || layer->is_int8() || !ckpt.contains(stored + "_scale") || !ckpt.contains(stored)) continue;
+    if (ckpt.info(stored).dtype == at::kChar) layer->prepare_int8(Int8Compute::weights);
+    if (ckpt.info(stored).dtype == at::kByte) layer->prepare_int8(Int8Compute::q4);
   }
 }
 

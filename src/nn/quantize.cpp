@@ -16,8 +16,8 @@ QuantizeReport quantize_int8(torch::nn::Module& module, const QuantizeSettings& 
     auto* layer = dynamic_cast<WeightedLayer*>(m);
     if (!layer) continue;
     if (layer->is_int8()) {  // loaded int8: only the way it multiplies changes (int8 rows are not made 4-bit)
-      if (settings.compute != Int8Compute::q4) layer->int8 = settings.compute;
-      continue;
+      if (settings.compute != Int8Compute::q4 && layer->int8 != Int8Compute::q4) layer->int8 = settings.compute;
+      continue;  // loaded 4-bit groups stay as they are
     }
     if (layer->weight.numel() < settings.min_weights) continue;
     // 4-bit groups run along the inputs: a layer whose input width is not a multiple of the group stays as it is.

@@ -1,4 +1,4 @@
-// A pipeline folder rewritten with int8 weights (quantize_folder.h).
+// A pipeline folder rewritten with int8 or 4-bit weights (quantize_folder.h).
 #include "sana/pipeline/quantize_folder.h"
 
 #include <unistd.h>
@@ -74,19 +74,27 @@ nn::QuantizeReport quantize_pipeline_folder(const std::string& in, const std::st
   try {
     copy_all_but_weights(root, temporary);
     nn::QuantizeReport total;
-    const nlohmann::json about = {{"format", "int8"},
-                                  {"scheme", "symmetric, one scale per output channel: weight ~ weight * weight_scale"},
-                                  {"min_weights", options.min_weights},
-                                  {"software", "sana-sprint"}};
+    if (options.type != nn::Int8Compute::weights && options.type != nn::Int8Compute::q4)
+      throw Error("quantize: the folder layouts are int8 and q4");
+    const bool q4 = options.type == nn::Int8Compute::q4;
+    const nlohmann::json about = {
+        {"format", q4 ? "q4" : "int8"},
+        {"scheme", q4 ? "symmetric 4-bit groups of " + std::to_string(nn::kQ4Group) +
+                            " inputs, one fp32 scale (max|w| / 7) per group; values + 8 in nibbles, the even input in "
+                            "the low nibble: weight uint8 [out, in / 2], weight_scale [out, in / " +
+                            std::to_string(nn::kQ4Group) + "]"
+                      : "symmetric, one scale per output channel: weight ~ weight * weight_scale"},
+        {"min_weights", options.min_weights},
+        {"software", "sana-sprint"}};
     for (const auto& c : kComponents) {
       if (!index.components.count(c.name) || !fs::is_directory(root / c.name)) continue;
       auto model = load_component(c.name, (root / c.name).string(), at::TensorOptions().dtype(options.dtype));
-      const nn::QuantizeReport r = nn::quantize_int8(*model, {nn::Int8Compute::weights, options.min_weights});
+      const nn::QuantizeReport r = nn::quantize_int8(*model, {options.type, options.min_weights});
       nn::save_state_dict(*model, (temporary / c.name / (std::string(c.weights) + ".safetensors")).string(),
                           {{"format", "pt"}, {"quantization", about.dump()}});
       total += r;
       if (progress)
-        progress(std::string(c.name) + ": " + std::to_string(r.layers) + " layers int8, " +
+        progress(std::string(c.name) + ": " + std::to_string(r.layers) + " layers " + (q4 ? "q4, " : "int8, ") +
                  std::to_string(r.bytes_before >> 20) + " -> " + std::to_string(r.bytes_after >> 20) + " MiB");
     }
     if (fs::exists(target)) fs::remove_all(target);  // empty, or options.replace (checked above)

@@ -1,7 +1,7 @@
 #pragma once
-// `sana-sprint quantize`: a pipeline folder rewritten with int8 weights (docs/QUANTIZATION.md, "The layout"), which
-// every command then loads as it is: one byte per quantized weight on disk and in memory, with no floating copy
-// loaded first.
+// `sana-sprint quantize`: a pipeline folder rewritten with int8 or 4-bit weights (docs/QUANTIZATION.md, "The
+// layout"), which every command then loads as it is: one byte (or half a byte) per quantized weight on disk and in
+// memory, with no floating copy loaded first.
 #include <ATen/ATen.h>
 
 #include <functional>
@@ -12,6 +12,7 @@
 namespace sana {
 
 struct QuantizeFolderOptions {
+  nn::Int8Compute type = nn::Int8Compute::weights;            // int8 rows, or q4: 4-bit groups (int8.h)
   int64_t min_weights = nn::QuantizeSettings{}.min_weights;  // smaller layers stay floating
   at::ScalarType dtype = at::kBFloat16;                       // of every tensor that stays floating
   bool replace = false;  // an existing non-empty `out` is replaced (once the new folder is complete)
