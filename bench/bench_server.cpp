@@ -158,6 +158,7 @@ void live(int port, int frames, int canvas, bool control) {
 struct Probe {
   std::string method, path, body;
   std::vector<int> right;
+  int images = 0;  // a generation's image count
   bool good() const { return right.front() == 200 || right.front() == 202; }
 };
 
@@ -166,13 +167,13 @@ Probe soak_probe(int i, int client_id, bool control) {
   const std::string size = std::to_string(side) + "x" + std::to_string(side);
   const std::string seed = std::to_string(i);
   switch (i % 13) {
-    case 0: return {"POST", "/v1/images/generations", R"({"prompt": "a red square", "seed": )" + seed + R"(, "size": ")" + size + R"(", "n": )" + std::to_string(n) + "}", {200}};
+    case 0: return {"POST", "/v1/images/generations", R"({"prompt": "a red square", "seed": )" + seed + R"(, "size": ")" + size + R"(", "n": )" + std::to_string(n) + "}", {200}, n};
     case 1: return {"GET", "/health", "", {200}};
     case 2: return {"POST", "/v1/images/generations", "{broken", {400}};
     case 3: return {"POST", "/v1/images/generations", R"({"prompt": "x", "size": "60x60"})", {400}};
     case 4: return {"POST", "/sdapi/v1/img2img", R"({"prompt": "x", "steps": 4, "init_images": ["@@@"]})", {400}};
     case 5: return {"GET", "/sprint/v1/jobs", "", {200}};
-    case 6: return {"POST", "/sdapi/v1/txt2img", R"({"prompt": "a blue star", "seed": )" + seed + R"(, "width": )" + std::to_string(side) + R"(, "height": 64, "batch_size": )" + std::to_string(n) + "}", {200}};
+    case 6: return {"POST", "/sdapi/v1/txt2img", R"({"prompt": "a blue star", "seed": )" + seed + R"(, "width": )" + std::to_string(side) + R"(, "height": 64, "batch_size": )" + std::to_string(n) + "}", {200}, n};
     case 7: return {"GET", "/no/such/route", "", {404}};
     case 8: return {"POST", "/v1/images/generations", R"({"prompt": "x", "n": "many"})", {400}};
     case 9: {
@@ -231,7 +232,7 @@ void soak(int port, int clients, int total, bool control) {
             std::fprintf(stderr, "soak: request %d %s %s -> %d %s\n", i, p.method.c_str(), p.path.c_str(),
                          r ? r->status : 0, r ? r->body.substr(0, 200).c_str() : "(no answer)");
           }
-          if (right && r->status == 200 && (i % 13 == 0 || i % 13 == 6)) images += 1 + (i / 7) % 4;
+          if (right) images += p.images;
         }
       });
     for (auto& t : threads) t.join();

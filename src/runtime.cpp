@@ -59,6 +59,8 @@ void configure_runtime(int threads) {
 
 void release_free_memory() { malloc_trim(0); }
 
+void limit_malloc_arenas(int arenas) { mallopt(M_ARENA_MAX, arenas); }
+
 void synchronize(const at::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? -1 : device.index());
 }

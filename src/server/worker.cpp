@@ -3,40 +3,18 @@
 
 #include <c10/core/InferenceMode.h>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <random>
 
 #include "sana/error.h"
+#include "sana/runtime.h"
 
 namespace sana::server {
 namespace {
 
 // Thrown from the progress callback to stop a job between steps.
 struct Cancelled {};
-
-// Hands the memory freed by finished jobs back to the system. glibc keeps freed blocks in its arenas (and raises its
-// mmap threshold after large frees, so later large tensors come from those arenas too): without this a server's RSS
-// stays at the high-water mark of the largest requests it ever ran (a soak of mixed sizes ended at 2.6 GB).
-void release_free_memory() {
-#if defined(__GLIBC__)
-  malloc_trim(0);
-#endif
-}
-
-// At most two glibc arenas for the threads started from now on (the worker, the HTTP threads). By default each thread
-// that allocates gets an arena of its own (up to 8 per core), and the memory a job frees stays scattered over them
-// in pieces the trim cannot return: over bench_server's soak of 2000 mixed requests the idle RSS grew by 178 MiB
-// with the default and by 6 MiB with two arenas, at the same throughput.
-void limit_malloc_arenas() {
-#if defined(__GLIBC__)
-  mallopt(M_ARENA_MAX, 2);
-#endif
-}
 
 }  // namespace
 
@@ -73,7 +51,9 @@ double wall_seconds() {
 Worker::Worker(std::unique_ptr<Pipeline> pipeline, Options options)
     : pipeline_(std::move(pipeline)), options_(options), prompts_(options.prompt_cache_size),
       applied_loras_(options.base_loras) {
-  limit_malloc_arenas();
+  // The worker and the HTTP threads share two malloc arenas (runtime.h says why), and the worker hands what finished
+  // jobs freed back to the system whenever it goes idle (run()): a long-running server's RSS stays at its warm level.
+  limit_malloc_arenas(2);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -200,7 +180,9 @@ void Worker::run() {
       std::lock_guard<std::mutex> lock(mutex_);
       idle = queue_.empty() && live_.empty();
     }
-    if (idle) release_free_memory();  // not between queued jobs: they would only take it again
+    // Not between queued jobs: they would only take it again. Without it the RSS stayed at the high-water mark of the
+    // largest requests ever run (configure_runtime keeps freed blocks below 32 MiB in the heap).
+    if (idle) release_free_memory();
   }
 }
 

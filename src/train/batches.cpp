@@ -3,11 +3,17 @@
 
 namespace sana::detail {
 
-Batch cache_batch(const LatentCache& cache, uint64_t seed, int64_t step, int64_t batch_size, const Slice& slice,
-                  const at::Device& device, at::ScalarType dtype) {
-  Batch b;
+std::vector<int64_t> batch_indices(uint64_t seed, int64_t step, const Slice& slice, int64_t n) {
+  std::vector<int64_t> idx;
   for (int64_t j = slice.begin(); j < slice.begin() + slice.size(); ++j)
-    b.indices.push_back(sample_index(seed, step, batch_size, j, cache.size()));
+    idx.push_back(sample_index(seed, step, slice.global, j, n));
+  return idx;
+}
+
+Batch cache_batch(const LatentCache& cache, uint64_t seed, int64_t step, const Slice& slice, const at::Device& device,
+                  at::ScalarType dtype) {
+  Batch b;
+  b.indices = batch_indices(seed, step, slice, cache.size());
   const at::Tensor idx = at::tensor(b.indices, at::kLong);
   b.latents = cache.latents.index_select(0, idx).to(device, dtype);
   b.embeds = cache.prompt_embeds.index_select(0, idx).to(device, dtype);

@@ -19,14 +19,17 @@ struct Slice {
   at::Tensor operator()(const at::Tensor& t) const { return t.narrow(0, begin(), size()); }
 };
 
+// The indices (among n items) of this rank's rows of the global batch of step k: sample_index of each row.
+std::vector<int64_t> batch_indices(uint64_t seed, int64_t step, const Slice& slice, int64_t n);
+
 // This rank's rows of the cache for step k, on `device`.
 struct Batch {
   at::Tensor latents, embeds, mask;
   at::Tensor control;  // the control latents, when the cache has them
   std::vector<int64_t> indices;
 };
-Batch cache_batch(const LatentCache& cache, uint64_t seed, int64_t step, int64_t batch_size, const Slice& slice,
-                  const at::Device& device, at::ScalarType dtype);
+Batch cache_batch(const LatentCache& cache, uint64_t seed, int64_t step, const Slice& slice, const at::Device& device,
+                  at::ScalarType dtype);
 
 // A sample grid's pipeline call for the cache's first (up to) 8 samples: their cached text, the empty prompt as CFG's
 // negative, their control latents when `with_control` (and the cache has them), the cache's image size (latent size

@@ -417,7 +417,7 @@ void Distillation::run() {
   for (const auto& kv : nn::state_dict(*heads_)) shared.push_back(kv);
   Values last_g, last_d;
   for (int64_t step = run_->begin(shared); step < o_.steps; ++step) {
-    const Batch b = cache_batch(cache_, o_.seed, step, o_.batch_size, run_->slice(), run_->device(),
+    const Batch b = cache_batch(cache_, o_.seed, step, run_->slice(), run_->device(),
                                 opts_.dtype().toScalarType());
     at::Generator gen = step_generator(o_.seed, step);
     const Draws r = draw(gen, {o_.batch_size, b.latents.size(1), b.latents.size(2), b.latents.size(3)});

@@ -71,7 +71,7 @@ void train_controlnet_flow(const ControlNetFlowOptions& f, const TrainOptions& o
   const FlowLaw law{f.logit_mean, f.logit_std, f.caption_dropout};
   for (int64_t step = run.begin(params); step < o.steps; ++step) {
     const double started = now();
-    const Batch b = cache_batch(cache, o.seed, step, o.batch_size, run.slice(), run.device(), opts.dtype().toScalarType());
+    const Batch b = cache_batch(cache, o.seed, step, run.slice(), run.device(), opts.dtype().toScalarType());
     const FlowStepDraws d = draw_flow_step(run, cache, b, o.seed, step, o.batch_size, law);
     const ControlNetCall control{controlnet, b.control, 1.0};
     const FlowVelocityFn velocity = [&](const at::Tensor& x_s, const at::Tensor& t) {

@@ -64,7 +64,7 @@ void train_lora(const LoraTrainOptions& l, const TrainOptions& o) {
   const FlowLaw law{l.logit_mean, l.logit_std, l.caption_dropout};
   for (int64_t step = run.begin(params); step < o.steps; ++step) {
     const double started = now();
-    const Batch b = cache_batch(cache, o.seed, step, o.batch_size, run.slice(), run.device(), opts.dtype().toScalarType());
+    const Batch b = cache_batch(cache, o.seed, step, run.slice(), run.device(), opts.dtype().toScalarType());
     const FlowStepDraws d = draw_flow_step(run, cache, b, o.seed, step, o.batch_size, law);
     const FlowVelocityFn velocity = [&](const at::Tensor& x_s, const at::Tensor& t) {
       SanaTransformerInputs in = d.text;

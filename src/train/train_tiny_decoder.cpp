@@ -90,9 +90,7 @@ void train_tiny_decoder(const TinyDecoderOptions& t, const TrainOptions& o) {
   const Slice& slice = run.slice();
   for (int64_t step = run.begin(params); step < o.steps; ++step) {
     const double step_t0 = now();
-    std::vector<int64_t> idx;
-    for (int64_t j = slice.begin(); j < slice.begin() + slice.size(); ++j)
-      idx.push_back(sample_index(o.seed, step, o.batch_size, j, n));
+    const std::vector<int64_t> idx = batch_indices(o.seed, step, slice, n);
     at::Tensor z = cache.latents.index_select(0, at::tensor(idx, at::kLong));
     if (t.latent_noise > 0) {  // noise of a std drawn per latent from U(0, latent_noise), the same on every process
       at::Generator gen = step_generator(o.seed, step, 1);

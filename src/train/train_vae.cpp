@@ -108,9 +108,7 @@ void train_vae(const std::string& data, const std::string& config, const TrainOp
   const Slice& slice = run.slice();
   for (int64_t step = run.begin(params); step < o.steps; ++step) {
     const double step_t0 = now();
-    std::vector<int64_t> idx;
-    for (int64_t j = slice.begin(); j < slice.begin() + slice.size(); ++j)
-      idx.push_back(sample_index(o.seed, step, o.batch_size, j, n));
+    const std::vector<int64_t> idx = batch_indices(o.seed, step, slice, n);
     const at::Tensor x = batch_of(idx);
     reconstruction_step(run, *opt.optim, params, opt.ema.get(), o, step, model.decode(model.encode(x)), x, step_t0);
   }

@@ -171,6 +171,25 @@ void add_distill_loss_options(CLI::App* cmd, DistillOptions& d, bool& no_misalig
   cmd->add_flag("--no-misaligned-pairs", no_misaligned, "no rolled real pairs among the fakes");
 }
 
+// --steps of a trainer whose untrained start changes nothing (`what`: what step 0 would export).
+void require_training_steps(const TrainOptions& o, const std::string& what) {
+  if (o.steps < 1)
+    throw Error("--steps must be at least 1, got " + std::to_string(o.steps) + " (at 0 the exported " + what +
+                " would be its untrained start, which changes nothing)");
+}
+
+// `--objective` of train-controlnet and train-lora: true for "flow"; for "distill", `d` made ready to distil the part
+// of the Sprint student `base` from --teacher on `cache`.
+bool flow_objective(const std::string& objective, DistillOptions& d, const std::string& base, const std::string& cache,
+                    bool no_misaligned) {
+  if (objective == "flow") return true;
+  if (objective != "distill") throw Error("--objective must be flow or distill, got '" + objective + "'");
+  if (d.teacher.empty()) throw Error("--objective distill needs --teacher (the student's teacher folder)");
+  d.student = base, d.cache = cache;
+  d.misaligned_pairs = !no_misaligned;
+  return false;
+}
+
 Subcommand add_distill(CLI::App& app) {
   struct Args {
     TrainOptions o;
@@ -227,22 +246,14 @@ Subcommand add_train_lora(CLI::App& app) {
   add_distill_loss_options(cmd, a->d, a->no_misaligned);
   add_train_options(cmd, a->o);
   return {cmd, [a] {
-            if (a->o.steps < 1)
-              throw Error("--steps must be at least 1, got " + std::to_string(a->o.steps) +
-                          " (at 0 the LoRA would be its untrained start, which changes nothing)");
-            if (a->l.objective == "flow") {
+            require_training_steps(a->o, "LoRA");
+            if (flow_objective(a->l.objective, a->d, a->l.base, a->l.cache, a->no_misaligned)) {
               train_lora(a->l, a->o);
               return 0;
             }
-            if (a->l.objective != "distill")
-              throw Error("--objective must be flow or distill, got '" + a->l.objective + "'");
-            if (a->d.teacher.empty()) throw Error("--objective distill needs --teacher (the student's teacher folder)");
-            a->d.student = a->l.base;
-            a->d.cache = a->l.cache;
             a->d.lora_rank = a->l.rank;
             a->d.lora_alpha = a->l.alpha;
             a->d.lora_targets = a->l.target_modules;
-            a->d.misaligned_pairs = !a->no_misaligned;
             distill(a->d, a->o);
             return 0;
           }};
@@ -280,20 +291,13 @@ Subcommand add_train_controlnet(CLI::App& app) {
   return {cmd, [a] {
             // The library exports a ControlNet at step 0 (its zero-projection start, which changes no image: tests
             // use that); from the command line that is a run that trained nothing.
-            if (a->o.steps < 1)
-              throw Error("--steps must be at least 1, got " + std::to_string(a->o.steps) +
-                          " (at 0 the exported ControlNet would be its untrained start)");
-            if (a->objective == "flow") {
+            require_training_steps(a->o, "ControlNet");
+            if (flow_objective(a->objective, a->d, a->flow.base, a->flow.cache, a->no_misaligned)) {
               train_controlnet_flow(a->flow, a->o);
               return 0;
             }
-            if (a->objective != "distill") throw Error("--objective must be flow or distill, got '" + a->objective + "'");
-            if (a->d.teacher.empty()) throw Error("--objective distill needs --teacher (the student's teacher folder)");
             if (a->d.teacher_controlnet.empty())
               a->d.teacher_controlnet = (std::filesystem::path(a->d.teacher) / "controlnet").string();
-            a->d.cache = a->flow.cache;
-            a->d.student = a->flow.base;
-            a->d.misaligned_pairs = !a->no_misaligned;
             distill(a->d, a->o);
             return 0;
           }};
