@@ -289,6 +289,9 @@ TEST_F(TrainingInputs, SettingsAreChecked) {
       {controlnet + " --steps 1 --num-layers -1", "--num-layers must be between 1 and the teacher's"},
       {controlnet + " --steps 1 --num-layers 1000", "--num-layers must be between 1 and the teacher's"},
       {"shapes make-dataset --size 100000 -o " + dir.file("d"), "--size"},
+      {"shapes make-dataset --shapes circle,hexagon -o " + dir.file("d"),
+       "--shapes: unknown shape 'hexagon' (known: circle, square, triangle, star, diamond)"},
+      {"eval -m " + kStudent + " --shapes circle, -o " + dir.file("e"), "--shapes: unknown shape ''"},
       // A run that diverges stops instead of exporting a broken model.
       {train(dir.file("diverged"), "--steps 60 --lr 1e30"), "20 steps in a row with a non-finite loss"},
   };

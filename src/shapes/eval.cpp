@@ -17,11 +17,13 @@ constexpr double kMinAreaFraction = 0.002;
 // Shape from two scale-free measures of the pixel set:
 //  solidity    = area / convex-hull area: 1 for the convex shapes, ~0.55 for the star;
 //  compactness = area / (pi r_max^2), r_max the largest centroid distance (+ half a pixel for the pixel grid):
-//                1 for a circle, 2/pi = 0.64 for a square, 0.41 for the equilateral triangle.
-Shape classify(double solidity, double compactness) {
+//                1 for a circle, 2/pi = 0.64 for a square or a diamond, 0.41 for the equilateral triangle;
+//  fill        = area / bounding-box area: tells the square (1) from the diamond (1/2), which have the same
+//                compactness and solidity.
+Shape classify(double solidity, double compactness, double fill, bool diamonds) {
   if (solidity < 0.78) return Shape::star;
   if (compactness > 0.82) return Shape::circle;
-  if (compactness > 0.53) return Shape::square;
+  if (compactness > 0.53) return diamonds && fill <= 0.75 ? Shape::diamond : Shape::square;
   return Shape::triangle;
 }
 
@@ -77,7 +79,15 @@ std::vector<int> color_labels(const at::Tensor& image) {
   return label;
 }
 
-std::vector<Detection> detect(const at::Tensor& image) {
+std::vector<Shape> readable_shapes(const std::vector<Shape>& palette) {
+  std::vector<Shape> v = all_shapes();
+  for (Shape s : palette)
+    if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+  return v;
+}
+
+std::vector<Detection> detect(const at::Tensor& image, const std::vector<Shape>& readable) {
+  const bool diamonds = std::find(readable.begin(), readable.end(), Shape::diamond) != readable.end();
   const std::vector<int> label = color_labels(image);
   const int H = image.size(1), W = image.size(2);
   // 4-connected components per colour.
@@ -126,7 +136,7 @@ std::vector<Detection> detect(const at::Tensor& image) {
     }
     const double solidity = area / std::max(1.0, hull_area(corners));
     const double compactness = area / (M_PI * (r_max + 0.5) * (r_max + 0.5));
-    out.push_back({classify(solidity, compactness), all_colors()[color], cx / W, cy / H, area, fill});
+    out.push_back({classify(solidity, compactness, fill, diamonds), all_colors()[color], cx / W, cy / H, area, fill});
   }
   return out;
 }

@@ -46,7 +46,7 @@ double ObjectReport::recognised(const std::string& object) const {
 namespace {
 std::vector<std::string> columns() {
   std::vector<std::string> c;
-  for (Shape s : all_shapes()) c.push_back(name(s));
+  for (Shape s : known_shapes()) c.push_back(name(s));
   c.push_back("missed");
   return c;
 }

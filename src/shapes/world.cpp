@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 #include "sana/error.h"
@@ -10,6 +11,10 @@ namespace sana::shapes {
 
 const std::vector<Shape>& all_shapes() {
   static const std::vector<Shape> v = {Shape::circle, Shape::square, Shape::triangle, Shape::star};
+  return v;
+}
+const std::vector<Shape>& known_shapes() {
+  static const std::vector<Shape> v = {Shape::circle, Shape::square, Shape::triangle, Shape::star, Shape::diamond};
   return v;
 }
 const std::vector<Color>& all_colors() {
@@ -28,6 +33,7 @@ std::string name(Shape s) {
     case Shape::square: return "square";
     case Shape::triangle: return "triangle";
     case Shape::star: return "star";
+    case Shape::diamond: return "diamond";
   }
   return "?";
 }
@@ -122,8 +128,20 @@ std::string article(const std::string& word) {
 
 }  // namespace
 
-Scene random_scene(Category category, Rng& rng) {
-  auto shape = [&] { return all_shapes()[rng.below(4)]; };
+std::vector<Category> categories_for(const std::vector<Shape>& shapes) {
+  if (shapes.empty()) throw Error("shapes: a shape palette needs at least one shape");
+  const bool one_shape = std::all_of(shapes.begin(), shapes.end(), [&](Shape s) { return s == shapes[0]; });
+  std::vector<Category> v;
+  for (Category c : all_categories())
+    if (!(one_shape && (c == Category::two_objects || c == Category::color_attribution))) v.push_back(c);
+  return v;
+}
+
+Scene random_scene(Category category, Rng& rng, const std::vector<Shape>& shapes) {
+  const std::vector<Category> possible = categories_for(shapes);
+  if (std::find(possible.begin(), possible.end(), category) == possible.end())
+    throw Error("shapes: a '" + name(category) + "' scene needs two different shapes in the palette");
+  auto shape = [&] { return shapes[rng.below(static_cast<int>(shapes.size()))]; };
   auto color = [&] { return all_colors()[rng.below(6)]; };
   auto size = [&] { return rng.below(2) ? Size::large : Size::small; };
   Scene s;
@@ -188,9 +206,28 @@ Scene random_scene(Category category, Rng& rng) {
   }
 }
 
-Scene scene_for(uint64_t seed, int64_t index) {
+Scene scene_for(uint64_t seed, int64_t index, const std::vector<Shape>& shapes) {
   Rng rng(seed * 0x100000001B3ull + static_cast<uint64_t>(index));
-  return random_scene(all_categories()[index % all_categories().size()], rng);
+  const std::vector<Category> categories = categories_for(shapes);
+  return random_scene(categories[index % categories.size()], rng, shapes);
+}
+
+std::vector<Shape> parse_shapes(const std::string& names) {
+  std::vector<Shape> shapes;
+  size_t start = 0;
+  while (start <= names.size()) {
+    const size_t end = std::min(names.find(',', start), names.size());
+    const std::string word = names.substr(start, end - start);
+    auto it = std::find_if(known_shapes().begin(), known_shapes().end(), [&](Shape s) { return name(s) == word; });
+    if (it == known_shapes().end()) {
+      std::string known;
+      for (Shape s : known_shapes()) known += (known.empty() ? "" : ", ") + name(s);
+      throw Error("--shapes: unknown shape '" + word + "' (known: " + known + ")");
+    }
+    shapes.push_back(*it);
+    start = end + 1;
+  }
+  return shapes;
 }
 
 namespace {
@@ -200,6 +237,7 @@ bool inside(Shape shape, double x, double y) {
   switch (shape) {
     case Shape::circle: return x * x + y * y <= 1.0;
     case Shape::square: return std::abs(x) <= 0.75 && std::abs(y) <= 0.75;
+    case Shape::diamond: return std::abs(x) + std::abs(y) <= 1.0;  // corners on the circumscribed circle
     case Shape::triangle: {  // upward, vertices at angle -90, 30, 150 degrees on the unit circle
       const double h = 0.5;  // base at y = 0.5, apex at y = -1
       if (y > h || y < -1) return false;
@@ -321,7 +359,7 @@ Scene Scene::from_json(const std::string& text) {
                             {Relation::none, Relation::left_of, Relation::right_of, Relation::above, Relation::below},
                             "relation");
     for (const auto& o : j.at("objects"))
-      s.objects.push_back({parse_enum(o.at("shape").get<std::string>(), all_shapes(), "shape"),
+      s.objects.push_back({parse_enum(o.at("shape").get<std::string>(), known_shapes(), "shape"),
                            parse_enum(o.at("color").get<std::string>(), all_colors(), "colour"),
                            parse_enum<Size>(o.at("size").get<std::string>(), {Size::small, Size::large}, "size"),
                            o.at("cx").get<double>(), o.at("cy").get<double>(), o.at("radius").get<double>()});

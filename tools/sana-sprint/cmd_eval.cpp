@@ -33,6 +33,7 @@ struct EvalCommand {
   std::unique_ptr<GenerationFlags> flags;
   int64_t prompts = 300;
   uint64_t prompt_seed = 20260101;  // the eval prompt stream (the training data uses other seeds)
+  std::string shapes;               // the prompt set's shapes; empty = the base world's four
   bool vae_roundtrip = false;       // score the VAE's reconstructions of the true scenes instead (an upper bound)
   bool control = false;             // generate with each scene's scribble as the ControlNet's control image
   bool overwrite = false;           // write into a non-empty -o folder, replacing its NNNNNNN.png/.json
@@ -66,6 +67,7 @@ int run_eval_folder(const EvalCommand& c) {
     if (e.path().extension() == ".png") pngs.push_back(e.path());
   std::sort(pngs.begin(), pngs.end());
   if (pngs.empty()) throw Error("eval: no .png images in " + c.images);
+  const auto readable = shapes::readable_shapes(c.shapes.empty() ? shapes::all_shapes() : shapes::parse_shapes(c.shapes));
   shapes::EvalReport report;
   shapes::ObjectReport objects;
   for (const auto& png : pngs) {
@@ -78,7 +80,7 @@ int run_eval_folder(const EvalCommand& c) {
     } catch (const Error& e) {
       throw Error(desc.string() + ": " + e.what());
     }
-    const auto found = shapes::detect(load_png(png.string()));
+    const auto found = shapes::detect(load_png(png.string()), readable);
     shapes::add_result(report, scene, shapes::check(scene, found));
     objects.add(scene, found);
   }
@@ -127,12 +129,13 @@ at::Tensor image_for(const EvalCommand& c, const Pipeline& pipe, const shapes::S
 }
 
 // Writes image i and its description, scores the 8-bit image as written (what `eval --images` would read back).
-void score_image(const EvalCommand& c, int64_t i, const shapes::Scene& scene, const at::Tensor& image, EvalTotals& t) {
+void score_image(const EvalCommand& c, const std::vector<shapes::Shape>& palette, int64_t i, const shapes::Scene& scene,
+                 const at::Tensor& image, EvalTotals& t) {
   const fs::path base = fs::path(c.out) / stem_of(i);
   save_png(base.string() + ".png", image);
   write_file_atomic(base.string() + ".json", scene.to_json() + "\n");
   const at::Tensor saved = load_png(base.string() + ".png");
-  const auto found = shapes::detect(saved);
+  const auto found = shapes::detect(saved, shapes::readable_shapes(palette));
   shapes::add_result(t.report, scene, shapes::check(scene, found));
   t.objects.add(scene, found);
   t.control.add(shapes::control_score(scene, saved));
@@ -150,7 +153,8 @@ int run_eval_model(EvalCommand& c) {
   std::error_code ec;
   if (!c.overwrite && fs::is_directory(c.out, ec) && !fs::is_empty(c.out, ec))
     throw Error("-o/--out: " + c.out + " is not empty; give --overwrite to replace the images in it, or another folder");
-  p.prompt = shapes::scene_for(c.prompt_seed, 0).caption;  // each image's own prompt; validated like the others
+  const auto palette = c.shapes.empty() ? shapes::all_shapes() : shapes::parse_shapes(c.shapes);
+  p.prompt = shapes::scene_for(c.prompt_seed, 0, palette).caption;  // each image's own prompt; validated like the others
   prepare_generation(p, *c.flags);
   resolve_seed(p);
   note("loading " + p.model);
@@ -164,7 +168,7 @@ int run_eval_model(EvalCommand& c) {
   EvalTotals t;
   const int64_t base_seed = p.seed;
   for (int64_t i = 0; i < c.prompts; ++i) {
-    const auto scene = shapes::scene_for(c.prompt_seed, i);
+    const auto scene = shapes::scene_for(c.prompt_seed, i, palette);
     p.prompt = scene.caption;
     p.seed = base_seed + i;
     // The scribble: 2-pixel outlines at 64 px.
@@ -172,7 +176,7 @@ int run_eval_model(EvalCommand& c) {
     const double t0 = now();
     const at::Tensor image = image_for(c, *pipe, scene, control);
     t.seconds += now() - t0;
-    score_image(c, i, scene, image, t);
+    score_image(c, palette, i, scene, image, t);
     if ((i + 1) % 50 == 0 || i + 1 == c.prompts)
       note("eval: " + std::to_string(i + 1) + "/" + std::to_string(c.prompts) + " images, overall so far " +
            c10::str(t.report.overall()));
@@ -200,6 +204,10 @@ Subcommand add_eval(CLI::App& app) {
   cmd->add_flag("--overwrite", c->overwrite, "with -m: write into a non-empty -o folder, replacing its images");
   cmd->add_option("--prompts", c->prompts, "with -m: size of the prompt set")->capture_default_str();
   cmd->add_option("--prompt-seed", c->prompt_seed, "with -m: seed of the prompt set (image i: seed + i)")->capture_default_str();
+  cmd->add_option("--shapes", c->shapes,
+                  "the prompt set's shapes, comma-separated (default: the base four; '--shapes diamond' scores the "
+                  "concept shape; one shape leaves out the two-object categories); ShapesEval reads diamonds only "
+                  "when they are listed here");
   cmd->add_flag("--vae-roundtrip", c->vae_roundtrip, "with -m: score the VAE's reconstructions of the true scenes");
   cmd->add_flag("--control", c->control,
                 "with -m: generate with each scene's scribble as the control image (the model's ControlNet or "

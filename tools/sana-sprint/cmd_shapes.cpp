@@ -19,6 +19,7 @@ struct MakeDataset {
   int64_t count = 1000;
   int size = 64;
   uint64_t seed = 0;
+  std::string shapes;  // the shape palette, empty = the base world's four shapes
   bool control = false;
   bool overwrite = false;
 };
@@ -36,11 +37,12 @@ int run_make_dataset(const MakeDataset& m) {
   if (m.count > 100'000'000) throw Error("--count: at most 100000000 images");
   OutputFolderRule rule;
   rule.overwrite = m.overwrite;
+  const auto palette = m.shapes.empty() ? shapes::all_shapes() : shapes::parse_shapes(m.shapes);
   check_output_folder(m.out, {}, rule);
   fs::create_directories(m.out);
   const double t0 = now();
   for (int64_t i = 0; i < m.count; ++i) {
-    const auto scene = shapes::scene_for(m.seed, i);
+    const auto scene = shapes::scene_for(m.seed, i, palette);
     char stem[32];
     std::snprintf(stem, sizeof(stem), "%07lld", static_cast<long long>(i));
     const std::string base = (fs::path(m.out) / stem).string();
@@ -66,6 +68,9 @@ Subcommand add_shapes(CLI::App& app) {
   make->add_option("-n,--count", m->count, "number of images")->capture_default_str();
   make->add_option("--size", m->size, "image size in pixels")->capture_default_str();
   make->add_option("-s,--seed", m->seed, "seed of the scene stream")->capture_default_str();
+  make->add_option("--shapes", m->shapes,
+                   "the shapes to draw from, comma-separated (default: the base four; 'diamond' is a concept shape the "
+                   "shipped models never saw; a shape listed twice is drawn twice as often)");
   make->add_flag("--control", m->control,
                  "also write each scene's scribble NNNNNNN.control.png (white outlines on black, 1-3 px at 64 px)");
   make->add_flag("--overwrite", m->overwrite, "write into a folder that holds other files (replacing same-named ones)");

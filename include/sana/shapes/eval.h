@@ -1,8 +1,8 @@
 #pragma once
 // ShapesEval: a deterministic analyser that checks an image against the structured description of its prompt.
 //   colour segmentation (nearest palette colour within a distance, else background) -> connected components (with a
-//   minimum area) -> shape from geometry (fill ratio of the bounding box: square ~1, circle ~pi/4, triangle ~1/2,
-//   star ~0.39) -> per-category check, as GenEval does for its categories.
+//   minimum area) -> shape from geometry (solidity, compactness, and the fill ratio of the bounding box: square ~1,
+//   diamond ~1/2) -> per-category check, as GenEval does for its categories.
 #include <ATen/ATen.h>
 
 #include <map>
@@ -25,8 +25,13 @@ struct Detection {
 // every check starts from.
 std::vector<int> color_labels(const at::Tensor& image);
 
-// Objects found in an image [3, H, W] in [0, 1].
-std::vector<Detection> detect(const at::Tensor& image);
+// The shapes ShapesEval tells apart for a prompt set drawn from `palette`: the base world's four, and a concept
+// shape (the diamond) only when the palette has it, so that every base-world score keeps its meaning (a blurred
+// circle or square can have a diamond's fill).
+std::vector<Shape> readable_shapes(const std::vector<Shape>& palette);
+
+// Objects found in an image [3, H, W] in [0, 1], each read as one of `readable`.
+std::vector<Detection> detect(const at::Tensor& image, const std::vector<Shape>& readable = all_shapes());
 
 // True when the image shows what the scene's caption asks for (the rule of its category).
 bool check(const Scene& scene, const std::vector<Detection>& found);
