@@ -258,3 +258,20 @@ TEST(Cli, ShippedControlNetsFollowTheScribble) {
   const double with = iou(" --control", "with"), without = iou("", "without");
   EXPECT_GT(with, without + 0.2) << "ControlEval IoU with the scribble " << with << ", without " << without;
 }
+
+// The shipped diamond LoRAs (recipes/shapes/lora.sh; models/loras/): on the concept's prompt set (eval --shapes
+// diamond) the student with its distilled LoRA draws the diamonds that the student without it does not.
+TEST(Cli, ShippedLoraTeachesTheStudentTheDiamond) {
+  sana::test::TempDir dir;
+  const auto overall = [&](const std::string& extra, const std::string& name) {
+    const std::string json_out = dir.file(name + ".json");
+    const CliRun r = run_cli("eval -m " + std::string(SANA_MODELS_DIR) + "/sana-sprint-shapes --shapes diamond " +
+                             "--prompts 40 -o " + dir.file(name) + " --json " + json_out + extra);
+    EXPECT_EQ(r.rc, 0) << r.err;
+    return nlohmann::json::parse(sana::read_text_file(json_out))["overall"].get<double>();
+  };
+  const double with = overall(" --lora " + std::string(SANA_MODELS_DIR) + "/loras/sana-sprint-shapes-diamond.safetensors",
+                              "with");
+  const double without = overall("", "without");
+  EXPECT_GT(with, without + 0.15) << "ShapesEval on diamond prompts with the LoRA " << with << ", without " << without;
+}
