@@ -13,6 +13,7 @@
 //                                                         # DC-AE-Lite against the model's DC-AE, runs alternated
 //   build/bench_pipeline --dtype bf16 --sizes 1024 --compare-vae tests/data/configs/taesana
 //                                                         # the tiny preview decoder (AutoencoderTiny) likewise
+//   build/bench_pipeline --dtype bf16 --stages vae --sizes 4096 --vae-tiling --runs 1 --no-warmup   # peak RSS, 1 decode
 #include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 
@@ -97,7 +98,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> stages = {"text", "transformer", "vae"};
   int runs = 3, threads = 0, chi_tokens = 245, prompt_tokens = 13;
   std::string device_name = "cpu", dtype_name = "fp32", compare_vae, quantize;
-  bool tiled = false, cudnn_benchmark = true, release_text_encoder = false;
+  bool tiled = false, cudnn_benchmark = true, release_text_encoder = false, no_warmup = false;
   app.add_option("--configs", configs, "diffusers pipeline folder with the component config.json files");
   app.add_option("--sizes", sizes, "image sizes (pixels)")->delimiter(',');
   app.add_option("--stages", stages, "text, transformer, vae")->delimiter(',');
@@ -118,6 +119,8 @@ int main(int argc, char** argv) {
   app.add_option("--quantize", quantize, "int8 | w8a8 | q4: the text encoder's and transformer's matrices quantized, as "
                  "`generate --quantize` makes them");
   app.add_flag("--vae-tiling", tiled, "time the tiled decode (512-px tiles) instead of the whole decode");
+  app.add_flag("--no-warmup", no_warmup, "decodes: no untimed warm-up run first (with --runs 1: a single decode, for "
+               "the peak RSS of a large tiled decode)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -259,7 +262,7 @@ int main(int argc, char** argv) {
         const std::string s = std::to_string(size), how = tiled ? " (tiled)" : "";
         const std::function<void()> decode = [&v = *vae, z, t = tiled] { t ? v.decode_tiled(z) : v.decode(z); };
         if (!other_vae) {
-          seconds["vae" + s] = report("vae decode " + s + "^2" + how, bench::time_runs(runs, device, decode),
+          seconds["vae" + s] = report("vae decode " + s + "^2" + how, bench::time_runs(runs, device, decode, !no_warmup),
                                       tiled ? 0.0 : dcae_decoder_flops(vcfg, lat, lat) / 1e9, device, dtype);
           continue;
         }

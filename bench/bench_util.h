@@ -22,9 +22,11 @@ std::string machine_summary();  // CPU model, cores, LibTorch threads
 
 // Runs f once as a warm-up, then `runs` timed times (waiting for the device each time); returns seconds per run.
 template <class F>
-std::vector<double> time_runs(int runs, const at::Device& device, F&& f) {
-  f();
-  synchronize(device);
+std::vector<double> time_runs(int runs, const at::Device& device, F&& f, bool warm_up = true) {
+  if (warm_up) {
+    f();
+    synchronize(device);
+  }
   std::vector<double> t;
   for (int r = 0; r < runs; ++r) {
     const double t0 = now_seconds();
