@@ -158,6 +158,31 @@ TEST(Shapes, ConceptShapePalette) {
   EXPECT_FALSE(check(one, detect(render(square, 64), known_shapes())));
 }
 
+// A position scene with a group before its reference object: the README's "two red circles above a blue square".
+TEST(ShapesEval, GroupPositionScenes) {
+  Scene s{Category::position,
+          {{Shape::circle, Color::red, Size::small, 0.3, 0.25, 0.11},
+           {Shape::circle, Color::red, Size::small, 0.7, 0.25, 0.11},
+           {Shape::square, Color::blue, Size::small, 0.5, 0.75, 0.11}},
+          Relation::above,
+          "two red circles above a blue square"};
+  EXPECT_EQ(Scene::from_json(s.to_json()).to_json(), s.to_json());
+  EXPECT_TRUE(check(s, detect(render(s, 64))));
+  Scene one_beside = s;  // one circle beside the square, not above it
+  one_beside.objects[1].cx = 0.85, one_beside.objects[1].cy = 0.75;
+  EXPECT_FALSE(check(s, detect(render(one_beside, 64))));
+  Scene one_circle = s;
+  one_circle.objects.erase(one_circle.objects.begin());
+  EXPECT_FALSE(check(s, detect(render(one_circle, 64))));
+  Scene below = s;
+  below.relation = Relation::below;
+  EXPECT_FALSE(check(below, detect(render(s, 64))));
+  Scene mixed = s;  // the group must be alike
+  mixed.objects[1].color = Color::green;
+  EXPECT_EQ(sana::test::error_of([&] { Scene::from_json(mixed.to_json()); }),
+            "shapes description: a 'position' scene's objects before the last are alike (one group)");
+}
+
 TEST(ShapesEval, WrongImagesScoreAsWrong) {
   // Find one scene per category and break it four ways.
   int checked = 0;
@@ -245,6 +270,7 @@ TEST(Shapes, MalformedDescriptionsAreErrors) {
       {scene("two_objects", 1, "none"), "has two objects, not 1"},
       {scene("color_attribution", 3, "none"), "has two objects, not 3"},
       {scene("position", 2, "none"), "needs a relation"},
+      {scene("position", 1, "above"), "a 'position' scene has 2 to 4 objects, not 1"},
       {scene("counting", 1, "none"), "2 to 4 objects"},
       {scene("single_object", 0, "none"), "0 objects"},
       {scene("counting", 5, "none"), "5 objects"},

@@ -163,16 +163,27 @@ bool check(const Scene& s, const std::vector<Detection>& found) {
       return static_cast<size_t>(count(s.objects[0].shape, s.objects[0].color)) == s.objects.size() &&
              found.size() == s.objects.size();
     case Category::position: {
-      const Detection *a = find(s.objects[0]), *b = find(s.objects[1]);
-      if (found.size() != 2 || !a || !b || a == b) return false;
-      const double dx = a->cx - b->cx, dy = a->cy - b->cy;
-      switch (s.relation) {
-        case Relation::left_of: return dx < 0 && std::abs(dx) > std::abs(dy);
-        case Relation::right_of: return dx > 0 && std::abs(dx) > std::abs(dy);
-        case Relation::above: return dy < 0 && std::abs(dy) > std::abs(dx);
-        case Relation::below: return dy > 0 && std::abs(dy) > std::abs(dx);
-        default: return false;
+      // Every object of the group (all but the last) stands in the relation to the last one.
+      const Object& ref = s.objects.back();
+      const Detection* b = find(ref);
+      const size_t group = s.objects.size() - 1;
+      if (found.size() != s.objects.size() || !b) return false;
+      if (ref.shape == s.objects[0].shape && ref.color == s.objects[0].color) return false;  // not told apart
+      if (static_cast<size_t>(count(s.objects[0].shape, s.objects[0].color)) != group) return false;
+      for (const auto& a : found) {
+        if (a.shape != s.objects[0].shape || a.color != s.objects[0].color) continue;
+        const double dx = a.cx - b->cx, dy = a.cy - b->cy;
+        bool ok = false;
+        switch (s.relation) {
+          case Relation::left_of: ok = dx < 0 && std::abs(dx) > std::abs(dy); break;
+          case Relation::right_of: ok = dx > 0 && std::abs(dx) > std::abs(dy); break;
+          case Relation::above: ok = dy < 0 && std::abs(dy) > std::abs(dx); break;
+          case Relation::below: ok = dy > 0 && std::abs(dy) > std::abs(dx); break;
+          default: break;
+        }
+        if (!ok) return false;
       }
+      return true;
     }
   }
   return false;

@@ -366,10 +366,10 @@ Scene Scene::from_json(const std::string& text) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("shapes description: ") + e.what());
   }
-  // What each category's check reads must be there: one object, two, 2-4 alike, two with a relation.
+  // What each category's check reads must be there: one object, two, 2-4 alike, and for a position a group of 1-3
+  // alike objects with a relation to the last one ("two red circles above a blue square").
   const size_t n = s.objects.size();
-  const bool two = s.category == Category::two_objects || s.category == Category::color_attribution ||
-                   s.category == Category::position;
+  const bool two = s.category == Category::two_objects || s.category == Category::color_attribution;
   if (n < 1 || n > 4) throw Error("shapes description: " + std::to_string(n) + " objects (1 to 4)");
   if ((s.category == Category::single_object || s.category == Category::colors) && n != 1)
     throw Error("shapes description: a '" + name(s.category) + "' scene has one object, not " + std::to_string(n));
@@ -377,8 +377,13 @@ Scene Scene::from_json(const std::string& text) {
     throw Error("shapes description: a '" + name(s.category) + "' scene has two objects, not " + std::to_string(n));
   if (s.category == Category::counting && n < 2)
     throw Error("shapes description: a 'counting' scene has 2 to 4 objects, not " + std::to_string(n));
+  if (s.category == Category::position && n < 2)
+    throw Error("shapes description: a 'position' scene has 2 to 4 objects, not " + std::to_string(n));
   if (s.category == Category::position && s.relation == Relation::none)
     throw Error("shapes description: a 'position' scene needs a relation");
+  for (size_t i = 1; s.category == Category::position && i + 1 < n; ++i)
+    if (s.objects[i].shape != s.objects[0].shape || s.objects[i].color != s.objects[0].color)
+      throw Error("shapes description: a 'position' scene's objects before the last are alike (one group)");
   for (const Object& o : s.objects)
     if (!(std::isfinite(o.cx) && std::isfinite(o.cy) && std::isfinite(o.radius) && o.radius > 0 && o.radius < 1))
       throw Error("shapes description: object coordinates must be finite, radius in (0, 1)");

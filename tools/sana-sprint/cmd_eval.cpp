@@ -34,6 +34,7 @@ struct EvalCommand {
   int64_t prompts = 300;
   uint64_t prompt_seed = 20260101;  // the eval prompt stream (the training data uses other seeds)
   std::string shapes;               // the prompt set's shapes; empty = the base world's four
+  std::string scene;                // a description file: its one prompt at seeds seed .. seed + prompts - 1
   bool vae_roundtrip = false;       // score the VAE's reconstructions of the true scenes instead (an upper bound)
   bool control = false;             // generate with each scene's scribble as the ControlNet's control image
   bool overwrite = false;           // write into a non-empty -o folder, replacing its NNNNNNN.png/.json
@@ -153,8 +154,18 @@ int run_eval_model(EvalCommand& c) {
   std::error_code ec;
   if (!c.overwrite && fs::is_directory(c.out, ec) && !fs::is_empty(c.out, ec))
     throw Error("-o/--out: " + c.out + " is not empty; give --overwrite to replace the images in it, or another folder");
-  const auto palette = c.shapes.empty() ? shapes::all_shapes() : shapes::parse_shapes(c.shapes);
-  p.prompt = shapes::scene_for(c.prompt_seed, 0, palette).caption;  // each image's own prompt; validated like the others
+  auto palette = c.shapes.empty() ? shapes::all_shapes() : shapes::parse_shapes(c.shapes);
+  shapes::Scene fixed;
+  if (!c.scene.empty()) {
+    try {
+      fixed = shapes::Scene::from_json(read_text_file(c.scene));
+    } catch (const Error& e) {
+      throw Error("--scene: " + c.scene + ": " + e.what());
+    }
+    for (const auto& o : fixed.objects) palette.push_back(o.shape);  // its shapes are read
+  }
+  const auto scene_at = [&](int64_t i) { return c.scene.empty() ? shapes::scene_for(c.prompt_seed, i, palette) : fixed; };
+  p.prompt = scene_at(0).caption;  // each image's own prompt; validated like the others
   prepare_generation(p, *c.flags);
   resolve_seed(p);
   note("loading " + p.model);
@@ -168,7 +179,7 @@ int run_eval_model(EvalCommand& c) {
   EvalTotals t;
   const int64_t base_seed = p.seed;
   for (int64_t i = 0; i < c.prompts; ++i) {
-    const auto scene = shapes::scene_for(c.prompt_seed, i, palette);
+    const auto scene = scene_at(i);
     p.prompt = scene.caption;
     p.seed = base_seed + i;
     // The scribble: 2-pixel outlines at 64 px.
@@ -208,6 +219,10 @@ Subcommand add_eval(CLI::App& app) {
                   "the prompt set's shapes, comma-separated (default: the base four; '--shapes diamond' scores the "
                   "concept shape; one shape leaves out the two-object categories); ShapesEval reads diamonds only "
                   "when they are listed here");
+  cmd->add_option("--scene", c->scene,
+                  "with -m: one description (.json, as make-dataset writes; a position scene may have a group of 1-3 "
+                  "alike objects before the last) whose caption is generated at --prompts seeds instead of the "
+                  "prompt set");
   cmd->add_flag("--vae-roundtrip", c->vae_roundtrip, "with -m: score the VAE's reconstructions of the true scenes");
   cmd->add_flag("--control", c->control,
                 "with -m: generate with each scene's scribble as the control image (the model's ControlNet or "
