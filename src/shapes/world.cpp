@@ -213,6 +213,7 @@ Scene scene_for(uint64_t seed, int64_t index, const std::vector<Shape>& shapes) 
 }
 
 std::vector<Shape> parse_shapes(const std::string& names) {
+  if (names.empty()) return all_shapes();
   std::vector<Shape> shapes;
   size_t start = 0;
   while (start <= names.size()) {

@@ -68,7 +68,7 @@ int run_eval_folder(const EvalCommand& c) {
     if (e.path().extension() == ".png") pngs.push_back(e.path());
   std::sort(pngs.begin(), pngs.end());
   if (pngs.empty()) throw Error("eval: no .png images in " + c.images);
-  const auto readable = shapes::readable_shapes(c.shapes.empty() ? shapes::all_shapes() : shapes::parse_shapes(c.shapes));
+  const auto readable = shapes::readable_shapes(shapes::parse_shapes(c.shapes));
   shapes::EvalReport report;
   shapes::ObjectReport objects;
   for (const auto& png : pngs) {
@@ -154,7 +154,7 @@ int run_eval_model(EvalCommand& c) {
   std::error_code ec;
   if (!c.overwrite && fs::is_directory(c.out, ec) && !fs::is_empty(c.out, ec))
     throw Error("-o/--out: " + c.out + " is not empty; give --overwrite to replace the images in it, or another folder");
-  auto palette = c.shapes.empty() ? shapes::all_shapes() : shapes::parse_shapes(c.shapes);
+  auto palette = shapes::parse_shapes(c.shapes);
   shapes::Scene fixed;
   if (!c.scene.empty()) {
     try {

@@ -37,7 +37,7 @@ int run_make_dataset(const MakeDataset& m) {
   if (m.count > 100'000'000) throw Error("--count: at most 100000000 images");
   OutputFolderRule rule;
   rule.overwrite = m.overwrite;
-  const auto palette = m.shapes.empty() ? shapes::all_shapes() : shapes::parse_shapes(m.shapes);
+  const auto palette = shapes::parse_shapes(m.shapes);
   check_output_folder(m.out, {}, rule);
   fs::create_directories(m.out);
   const double t0 = now();

@@ -22,8 +22,8 @@ const std::vector<Shape>& all_shapes();
 // Every shape the renderer draws and ShapesEval reads: the base four, then the concept shape (the diamond, a square
 // standing on a corner) that a LoRA teaches (docs/LORA.md).
 const std::vector<Shape>& known_shapes();
-// A shape palette from names ("diamond,circle,diamond"): a shape listed twice is drawn twice as often. Error on an
-// unknown name.
+// A shape palette from names ("diamond,circle,diamond"): a shape listed twice is drawn twice as often; "" is the base
+// world's four. Error on an unknown name.
 std::vector<Shape> parse_shapes(const std::string& names);
 const std::vector<Color>& all_colors();
 const std::vector<Category>& all_categories();
